@@ -1,0 +1,26 @@
+"""python -m qwen3_tts_export --model <hub id or checkpoint dir> --out <artifacts dir>"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .checkpoint import CheckpointError
+from .export import ExportCheckError, export_all
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m qwen3_tts_export", description=__doc__)
+    p.add_argument("--model", required=True, help="local checkpoint directory or Hugging Face hub id")
+    p.add_argument("--out", required=True, help="directory for the graphs, tokenizer.json and manifest.json")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs used to check the graphs")
+    a = p.parse_args(argv)
+    try:
+        export_all(a.model, a.out, seed=a.seed)
+    except (CheckpointError, ExportCheckError) as e:
+        print(f"export failed: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

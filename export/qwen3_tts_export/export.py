@@ -1,0 +1,259 @@
+"""Checkpoint -> ONNX graphs + tokenizer + manifest, one function per graph, each checked against torch.
+
+    python -m qwen3_tts_export --model <hub id or dir> --out artifacts/<name>
+
+Each graph is traced with the dynamo exporter from the plain modules in `modules/`, its I/O renamed to the
+contract in `qwen3_tts_onnx.contracts`, saved (weights as external data when the graph passes 2 GB), then run in
+ONNX Runtime on fresh random inputs of other shapes than the trace used; a mismatch with torch fails the export.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qwen3_tts_onnx import contracts as C
+
+from . import checkpoint as ckpt_mod
+from .modules.code_predictor import CodePredictor
+from .modules.speech_decoder import SpeechDecoder
+from .modules.talker import Talker
+from .modules.text_embedder import TextEmbedder
+
+ATOL = 1e-4
+TWO_GB = 2 * 1024**3
+AUTO = torch.export.Dim.AUTO
+
+
+class ExportCheckError(RuntimeError):
+    """An exported graph disagrees with the torch module it was traced from."""
+
+
+def _log(msg: str) -> None:
+    print(f"[export] {msg}", flush=True)
+
+
+def _param_bytes(module: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def _export_graph(module, args, dynamic_shapes, spec: C.GraphSpec, out: Path) -> Path:
+    t0 = time.time()
+    with torch.no_grad():
+        program = torch.onnx.export(module, args, None, input_names=spec.input_names, output_names=spec.output_names,
+                                    dynamic_shapes=dynamic_shapes, dynamo=True, optimize=True, verbose=False)
+    _apply_contract(program.model, spec)
+    path = out / spec.file
+    for stale in (path, path.with_name(path.name + ".data")):
+        stale.unlink(missing_ok=True)
+    program.save(str(path), external_data=_param_bytes(module) > TWO_GB)
+    _log(f"{spec.file}: {time.time() - t0:.1f} s")
+    return path
+
+
+def _apply_contract(model, spec: C.GraphSpec) -> None:
+    """Give the graph's inputs and outputs the contract's names, dims and dtypes (or fail)."""
+    import onnx_ir as ir
+
+    for values, specs, kind in ((model.graph.inputs, spec.inputs, "input"), (model.graph.outputs, spec.outputs, "output")):
+        names = [v.name for v in values]
+        if names != [s.name for s in specs]:
+            raise ExportCheckError(f"{spec.file}: {kind}s {names} differ from the contract {[s.name for s in specs]}")
+        for v, s in zip(values, specs):
+            if v.dtype != ir.DataType.from_numpy(np.dtype(s.dtype)):
+                raise ExportCheckError(f"{spec.file}: {kind} {s.name} has dtype {v.dtype}, contract says {s.dtype}")
+            if v.shape is None or len(v.shape) != len(s.shape):
+                raise ExportCheckError(f"{spec.file}: {kind} {s.name} has rank {v.shape}, contract says {s.shape}")
+            v.shape = ir.Shape(list(s.shape))
+
+
+def _compare(spec: C.GraphSpec, path: Path, module, args, exact: tuple = ()) -> float:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {s.name: (a.numpy() if isinstance(a, torch.Tensor) else np.asarray(a))
+             for s, a in zip(spec.inputs, _flatten(args))}
+    got = sess.run(None, feeds)
+    with torch.no_grad():
+        want = module(*args)
+    want = want if isinstance(want, tuple) else (want,)
+    worst = 0.0
+    for s, w, g in zip(spec.outputs, want, got):
+        w = w.numpy()
+        if w.shape != g.shape:
+            raise ExportCheckError(f"{spec.file}: output {s.name} has shape {g.shape}, torch gives {w.shape}")
+        if s.name in exact:
+            if not np.array_equal(w, g):
+                raise ExportCheckError(f"{spec.file}: output {s.name} differs from torch in "
+                                       f"{int((w != g).sum())} of {w.size} entries")
+            continue
+        err = float(np.abs(w - g).max()) if w.size else 0.0
+        tol = ATOL * max(1.0, float(np.abs(w).max()) if w.size else 1.0)
+        if not err <= tol:
+            raise ExportCheckError(f"{spec.file}: output {s.name} differs from torch by {err:.3g} (tolerance {tol:.3g})")
+        worst = max(worst, err)
+    return worst
+
+
+def _flatten(args):
+    for a in args:
+        if isinstance(a, (tuple, list)):
+            yield from a
+        else:
+            yield a
+
+
+# ---------------------------------------------------------------------------------------------------- the graphs
+
+def _talker_args(t: dict, b: int, s: int, p: int, g: torch.Generator):
+    h, kv, d = t["hidden_size"], t["num_key_value_heads"], t["head_dim"]
+    mask = torch.ones(b, p + s, dtype=torch.int64)
+    mask[0, :1] = 0  # one left-padded row
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
+    past = tuple(torch.randn(b, kv, p, d, generator=g) for _ in range(2 * t["num_hidden_layers"]))
+    return (torch.randn(b, s, h, generator=g), mask, pos, *past)
+
+
+def export_talker(sd: dict, t: dict, out: Path, g: torch.Generator) -> dict:
+    spec = C.talker_spec(t["hidden_size"], t["num_hidden_layers"], t["num_key_value_heads"], t["head_dim"])
+    module = Talker(sd, t).eval()
+    ds = ({0: AUTO, 1: AUTO}, {0: AUTO, 1: AUTO}, {0: AUTO, 1: AUTO},
+          tuple({0: AUTO, 2: AUTO} for _ in range(2 * t["num_hidden_layers"])))
+    path = _export_graph(module, _talker_args(t, 2, 3, 4, g), ds, spec, out)
+    err = max(_compare(spec, path, module, _talker_args(t, b, s, p, g)) for b, s, p in ((1, 9, 0), (3, 1, 7)))
+    _log(f"talker matches torch: max abs {err:.2e}")
+    return {"max_abs_vs_torch": err}
+
+
+def _predictor_args(h: int, b: int, g: torch.Generator, sample: bool):
+    return (torch.randn(b, h, generator=g), torch.randint(0, C.CODEBOOK_SIZE, (b,), generator=g),
+            torch.randn(b, h, generator=g), torch.rand(b, C.NUM_CODE_GROUPS - 1, generator=g),
+            torch.tensor(sample), torch.tensor(0.9), torch.tensor(50, dtype=torch.int64), torch.tensor(0.8))
+
+
+def export_code_predictor(sd: dict, t: dict, out: Path, g: torch.Generator) -> dict:
+    h = t["hidden_size"]
+    spec = C.code_predictor_spec(h)
+    cp = dict(t["code_predictor_config"])
+    module = CodePredictor(sd, cp).eval()
+    ds = ({0: AUTO}, {0: AUTO}, {0: AUTO}, {0: AUTO}, None, None, None, None)
+    path = _export_graph(module, _predictor_args(h, 2, g, True), ds, spec, out)
+    err = max(_compare(spec, path, module, _predictor_args(h, b, g, sample), exact=("codes",))
+              for b, sample in ((1, False), (3, False), (3, True)))
+    _log(f"code_predictor matches torch: codes identical, next_embed max abs {err:.2e}")
+    return {"max_abs_vs_torch": err}
+
+
+def export_text_embedder(sd: dict, t: dict, out: Path, g: torch.Generator) -> dict:
+    spec = C.text_embedder_spec(t["hidden_size"])
+    module = TextEmbedder(sd).eval()
+
+    def args(b, s):
+        text = torch.randint(-1, 151676, (b, s), generator=g)
+        codec = torch.randint(-1, t["vocab_size"], (b, s), generator=g)
+        return (text, codec)
+
+    path = _export_graph(module, args(2, 5), ({0: AUTO, 1: AUTO}, {0: AUTO, 1: AUTO}), spec, out)
+    err = max(_compare(spec, path, module, args(b, s)) for b, s in ((1, 1), (3, 17)))
+    _log(f"text_embedder matches torch: max abs {err:.2e}")
+    return {"max_abs_vs_torch": err}
+
+
+def export_speech_decoder(csd: dict, dcfg: dict, out: Path, g: torch.Generator) -> dict:
+    spec = C.speech_decoder_spec()
+    module = SpeechDecoder(csd, dcfg).eval()
+
+    def args(b, f):
+        return (torch.randint(0, C.CODEBOOK_SIZE, (b, C.NUM_CODE_GROUPS, f), generator=g),)
+
+    path = _export_graph(module, args(2, 6), ({0: AUTO, 2: AUTO},), spec, out)
+    err = max(_compare(spec, path, module, args(b, f)) for b, f in ((1, 1), (2, 90)))
+    _log(f"speech_decoder matches torch: max abs {err:.2e}")
+    return {"max_abs_vs_torch": err}
+
+
+# ---------------------------------------------------------------------------------------------------- tokenizer
+
+def export_tokenizer(ckpt_path: Path, out: Path) -> None:
+    """Write tokenizer.json exactly as the official package loads the tokenizer from a local directory.
+
+    qwen-tts 0.1.1 loads with `fix_mistral_regex=True`, which under transformers 4.57.3 swaps the Qwen2
+    pre-tokenizer regex for the Mistral one for this config (SPEC §1.6); we save what that load produces.
+    """
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(ckpt_path), fix_mistral_regex=True)
+    tok.backend_tokenizer.save(str(out / C.TOKENIZER))
+
+
+# ---------------------------------------------------------------------------------------------------- manifest
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import transformers
+
+    from . import __version__
+
+    return {"qwen3_tts_export": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def write_manifest(ckpt: ckpt_mod.Checkpoint, out: Path, specs: list, checks: dict) -> dict:
+    t = ckpt.talker_config
+    config = {k: t[k] for k in C.MANIFEST_CONFIG_KEYS if k in t}
+    config.update({k: ckpt.config[k] for k in C.MANIFEST_CONFIG_KEYS if k in ckpt.config})
+    files = sorted(p for p in out.iterdir() if p.is_file() and p.name != C.MANIFEST)
+    manifest = {
+        "format_version": C.FORMAT_VERSION,
+        "model": {"type": ckpt.model_type, "size": ckpt.model_size, "source": str(ckpt.path)},
+        "config": config,
+        "generation_defaults": ckpt.generation_config,
+        "graphs": {s.name: s.to_json() for s in specs},
+        "files": {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files},
+        "export_checks": checks,
+        "versions": _versions(),
+    }
+    (out / C.MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    return manifest
+
+
+def export_all(model: str | Path, out: str | Path, seed: int = 0) -> dict:
+    """Export every graph the checkpoint needs into `out` and write the manifest; returns the manifest."""
+    ckpt = ckpt_mod.load(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / C.MANIFEST).unlink(missing_ok=True)  # a half-written export must not look complete
+    _log(f"{ckpt.path}: {ckpt.model_type} {ckpt.model_size}")
+    sd = ckpt.main_state()
+    ckpt_mod.check_consistent(ckpt, sd)
+    t = ckpt.talker_config
+    g = torch.Generator().manual_seed(seed)
+    checks = {
+        "text_embedder": export_text_embedder(sd, t, out, g),
+        "talker": export_talker(sd, t, out, g),
+        "code_predictor": export_code_predictor(sd, t, out, g),
+    }
+    del sd
+    checks["speech_decoder"] = export_speech_decoder(ckpt.codec_state(), ckpt.codec_config["decoder_config"], out, g)
+    export_tokenizer(ckpt.path, out)
+    specs = [C.text_embedder_spec(t["hidden_size"]),
+             C.talker_spec(t["hidden_size"], t["num_hidden_layers"], t["num_key_value_heads"], t["head_dim"]),
+             C.code_predictor_spec(t["hidden_size"]), C.speech_decoder_spec()]
+    manifest = write_manifest(ckpt, out, specs, checks)
+    _log(f"wrote {out / C.MANIFEST}")
+    return manifest

@@ -1,0 +1,67 @@
+"""The code predictor: groups 1..15 of one frame in one graph run, plus the talker's next input.
+
+    past_hidden [B,H] ─┐
+    token (g0) ─► C ─e0┴► proj ─► layers (pos 0,1) ─► norm ─► head[0] ─► sample ─► g1 ─► C_1 ─► proj ─► layers (pos 2)
+        ─► head[1] ─► sample ─► g2 … ─► head[14] ─► g15                       (15 steps, unrolled, KV kept in-graph)
+    next_embed = e0 + C_1(g1) + … + C_15(g15) + text_embed
+
+`proj` is small_to_mtp_projection (1.7B: Linear H -> 1024; 0.6B: identity). The official model runs this as a
+nested `generate` with a fresh cache per frame (SPEC §3.7); step j uses embedding table j-1 and head j.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .common import Linear, Qwen3Layer, RMSNorm, rope_cos_sin, rope_inv_freq
+from .sampling import sample_token
+
+GROUPS = 16
+
+
+class CodePredictor(nn.Module):
+    def __init__(self, sd: dict, cfg: dict):
+        super().__init__()
+        p = "talker.code_predictor."
+        self.kv, self.d = cfg["num_key_value_heads"], cfg["head_dim"]
+        self.layers = nn.ModuleList(
+            Qwen3Layer(sd, f"{p}model.layers.{i}.", cfg["num_attention_heads"], self.kv, self.d, cfg["rms_norm_eps"])
+            for i in range(cfg["num_hidden_layers"]))
+        self.norm = RMSNorm(sd[p + "model.norm.weight"], cfg["rms_norm_eps"])
+        self.heads = nn.ModuleList(Linear(sd[f"{p}lm_head.{j}.weight"]) for j in range(GROUPS - 1))
+        self.codec_embedding = nn.Parameter(sd["talker.model.codec_embedding.weight"].clone(), requires_grad=False)
+        self.group_embeddings = nn.ParameterList(
+            nn.Parameter(sd[f"{p}model.codec_embedding.{j}.weight"].clone(), requires_grad=False)
+            for j in range(GROUPS - 1))
+        w = sd.get(p + "small_to_mtp_projection.weight")
+        self.proj = nn.Identity() if w is None else Linear(w, sd[p + "small_to_mtp_projection.bias"])
+        cos, sin = rope_cos_sin(torch.arange(GROUPS).unsqueeze(0), rope_inv_freq(self.d, cfg["rope_theta"]))
+        self.register_buffer("cos", cos, persistent=False)  # [1, 1, 16, D]
+        self.register_buffer("sin", sin, persistent=False)
+
+    def _run_layers(self, x, past, start: int):
+        s = x.shape[1]
+        cos, sin = self.cos[:, :, start:start + s], self.sin[:, :, start:start + s]
+        mask = torch.ones(s, start + s, dtype=torch.bool).tril(start).reshape(1, 1, s, start + s)
+        new_past = []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, cos, sin, past[2 * i], past[2 * i + 1], mask)
+            new_past += [k, v]
+        return self.norm(x[:, -1]), new_past
+
+    def forward(self, past_hidden, token, text_embed, noise, do_sample, temperature, top_k, top_p):
+        b = past_hidden.shape[0]
+        e0 = self.codec_embedding[token]
+        empty = past_hidden.new_zeros((b, self.kv, 0, self.d))
+        past = [empty] * (2 * len(self.layers))
+        x = self.proj(torch.stack((past_hidden, e0), dim=1))
+        codes, embed_sum, pos = [token], e0, 0
+        for j in range(GROUPS - 1):
+            h, past = self._run_layers(x, past, pos)
+            pos += x.shape[1]
+            g = sample_token(self.heads[j](h), noise[:, j], do_sample, temperature, top_k, top_p)
+            codes.append(g)
+            e = self.group_embeddings[j][g]
+            embed_sum = embed_sum + e
+            x = self.proj(e.unsqueeze(1))
+        return torch.stack(codes, dim=1), embed_sum + text_embed

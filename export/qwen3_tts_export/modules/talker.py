@@ -1,0 +1,46 @@
+"""The talker: 28 Qwen3 layers predicting code group 0, as one graph for prefill and decode.
+
+    inputs_embeds [B,S,H] ─► layer 0 … layer N-1 ─► norm ─► last position ─┬─► codec_head ─► logits [B,3072]
+    past K/V [B,KV,P,D] ──┘   (each layer appends S positions)             └─► hidden [B,H]
+                              present K/V [B,KV,P+S,D] ◄─┘
+
+The KV cache lives outside the graph (generate.py keeps it); a past of length 0 is the prefill. The interleaved
+MRoPE of the official model reduces to plain 1-D RoPE because its three position rows are always equal (SPEC §3.5).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .common import Linear, Qwen3Layer, RMSNorm, rope_cos_sin, rope_inv_freq
+
+
+class Talker(nn.Module):
+    def __init__(self, sd: dict, cfg: dict):
+        super().__init__()
+        self.num_layers = cfg["num_hidden_layers"]
+        self.layers = nn.ModuleList(
+            Qwen3Layer(sd, f"talker.model.layers.{i}.", cfg["num_attention_heads"], cfg["num_key_value_heads"],
+                       cfg["head_dim"], cfg["rms_norm_eps"]) for i in range(self.num_layers))
+        self.norm = RMSNorm(sd["talker.model.norm.weight"], cfg["rms_norm_eps"])
+        self.codec_head = Linear(sd["talker.codec_head.weight"])
+        self.register_buffer("inv_freq", rope_inv_freq(cfg["head_dim"], cfg["rope_theta"]), persistent=False)
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, *past):
+        s = inputs_embeds.shape[1]
+        total = attention_mask.shape[1]
+        cos, sin = rope_cos_sin(position_ids, self.inv_freq)
+        # Causal over past + new positions, padding keys masked; a position always sees itself so that rows of
+        # left padding stay finite (their outputs are never used).
+        q_pos = torch.arange(s, device=inputs_embeds.device).unsqueeze(1) + (total - s)
+        k_pos = torch.arange(total, device=inputs_embeds.device).unsqueeze(0)
+        causal = k_pos <= q_pos
+        mask = (causal.unsqueeze(0) & (attention_mask.unsqueeze(1) > 0)) | (k_pos == q_pos).unsqueeze(0)
+        mask = mask.unsqueeze(1)  # [B, 1, S, T]
+        x = inputs_embeds
+        present = []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, cos, sin, past[2 * i], past[2 * i + 1], mask)
+            present += [k, v]
+        last = self.norm(x[:, -1])
+        return (self.codec_head(last), last, *present)

@@ -1,0 +1,88 @@
+"""Find, load and verify exported artifacts: manifest, graph files and their hashes."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import contracts as C
+from .errors import ArtifactError
+
+EXPORT_HINT = "run `make export MODEL=<hub id or checkpoint dir> OUT=<dir>` to create them"
+
+
+@dataclass
+class Artifacts:
+    root: Path
+    manifest: dict
+
+    @property
+    def config(self) -> dict:
+        return self.manifest["config"]
+
+    @property
+    def model_type(self) -> str:
+        return self.manifest["model"]["type"]
+
+    @property
+    def model_size(self) -> str:
+        return self.manifest["model"]["size"]
+
+    def graph_path(self, name: str) -> Path:
+        return self.root / self.manifest["graphs"][name]["file"]
+
+    def spec(self, name: str) -> C.GraphSpec:
+        """The contract's spec for this graph, built from the manifest's dimensions."""
+        cfg = self.config
+        h = cfg["hidden_size"]
+        return {
+            "talker": lambda: C.talker_spec(h, cfg["num_hidden_layers"], cfg["num_key_value_heads"], cfg["head_dim"]),
+            "code_predictor": lambda: C.code_predictor_spec(h),
+            "text_embedder": lambda: C.text_embedder_spec(h),
+            "speech_decoder": C.speech_decoder_spec,
+        }[name]()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load(root: str | Path, verify_hashes: bool = True) -> Artifacts:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ArtifactError(f"no artifacts directory at {root}; {EXPORT_HINT}")
+    mpath = root / C.MANIFEST
+    if not mpath.is_file():
+        hint = (" (this looks like a checkpoint, not exported artifacts)" if (root / "config.json").is_file() else "")
+        raise ArtifactError(f"{root} has no {C.MANIFEST}{hint}; {EXPORT_HINT}")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{mpath} is not valid JSON ({e}); re-export: {EXPORT_HINT}") from e
+    version = manifest.get("format_version")
+    if version != C.FORMAT_VERSION:
+        raise ArtifactError(f"{mpath} has format version {version!r}, this runtime reads version {C.FORMAT_VERSION}; "
+                            f"re-export with the matching qwen3-tts-onnx: {EXPORT_HINT}")
+    arts = Artifacts(root, manifest)
+    for name in ("talker", "code_predictor", "text_embedder", "speech_decoder"):
+        if name not in manifest.get("graphs", {}):
+            raise ArtifactError(f"{mpath} lists no {name} graph; {EXPORT_HINT}")
+        if manifest["graphs"][name] != arts.spec(name).to_json():
+            raise ArtifactError(f"{mpath}: the {name} graph's inputs/outputs differ from what this runtime expects; "
+                                f"re-export: {EXPORT_HINT}")
+    for fname, info in manifest.get("files", {}).items():
+        path = root / fname
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing (listed in {C.MANIFEST}); {EXPORT_HINT}")
+        if path.stat().st_size != info["bytes"]:
+            raise ArtifactError(f"{path} has {path.stat().st_size} bytes, the manifest says {info['bytes']}: the file "
+                                f"is truncated or replaced; {EXPORT_HINT}")
+        if verify_hashes and _sha256(path) != info["sha256"]:
+            raise ArtifactError(f"{path} does not match its sha256 in {C.MANIFEST}: the file is corrupt or replaced; "
+                                f"{EXPORT_HINT}")
+    return arts

@@ -1,0 +1,130 @@
+"""The single source of truth for what the export writes and the runtime reads.
+
+Graph file names, every graph's input and output names, shapes and dtypes, and the manifest schema. The export
+stage imports this module to name its graph I/O; the runtime checks loaded sessions and manifests against it. If
+the two ever disagree, `artifacts.load_manifest` refuses the artifacts.
+
+Shapes use symbolic names for dynamic dimensions ("batch", "seq", ...) and integers for fixed ones.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TOKENIZER = "tokenizer.json"
+
+SAMPLE_RATE = 24000
+SAMPLES_PER_FRAME = 1920  # 24 kHz / 12.5 Hz
+NUM_CODE_GROUPS = 16
+CODEBOOK_SIZE = 2048  # codes 0..2047 in every group
+TALKER_VOCAB = 3072  # group-0 codes + control tokens + speaker rows
+DECODE_CHUNK_FRAMES = 300  # the official decoder's window ...
+DECODE_LEFT_CONTEXT = 25  # ... and the left context each window re-decodes
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name: float32 | int64 | bool
+    shape: tuple  # ints are fixed, strings are dynamic
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    name: str
+    file: str
+    inputs: tuple
+    outputs: tuple
+
+    def to_json(self) -> dict:
+        return {"file": self.file,
+                "inputs": [asdict(t) | {"shape": list(t.shape)} for t in self.inputs],
+                "outputs": [asdict(t) | {"shape": list(t.shape)} for t in self.outputs]}
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+def past_key_name(i: int) -> str:
+    return f"past_key_values.{i}.key"
+
+
+def past_value_name(i: int) -> str:
+    return f"past_key_values.{i}.value"
+
+
+def present_key_name(i: int) -> str:
+    return f"present.{i}.key"
+
+
+def present_value_name(i: int) -> str:
+    return f"present.{i}.value"
+
+
+def talker_spec(hidden: int, num_layers: int, num_kv_heads: int, head_dim: int) -> GraphSpec:
+    """One graph for prefill and decode: a zero-length past is the prefill.
+
+    attention_mask covers past + new positions (1 = real, 0 = left padding); position_ids are the RoPE positions of
+    the new positions. Outputs are for the last position only: group-0 logits and the final-norm hidden state.
+    """
+    kv = (("batch", num_kv_heads, "past", head_dim), ("batch", num_kv_heads, "total", head_dim))
+    inputs = [TensorSpec("inputs_embeds", "float32", ("batch", "seq", hidden)),
+              TensorSpec("attention_mask", "int64", ("batch", "total")),
+              TensorSpec("position_ids", "int64", ("batch", "seq"))]
+    outputs = [TensorSpec("logits", "float32", ("batch", TALKER_VOCAB)),
+               TensorSpec("hidden", "float32", ("batch", hidden))]
+    for i in range(num_layers):
+        inputs += [TensorSpec(past_key_name(i), "float32", kv[0]), TensorSpec(past_value_name(i), "float32", kv[0])]
+        outputs += [TensorSpec(present_key_name(i), "float32", kv[1]),
+                    TensorSpec(present_value_name(i), "float32", kv[1])]
+    return GraphSpec("talker", "talker.onnx", tuple(inputs), tuple(outputs))
+
+
+def code_predictor_spec(hidden: int) -> GraphSpec:
+    """One run per frame: groups 1..15 from the talker's hidden state and the group-0 code, sampled in-graph from
+    host noise (`noise[:, j]` draws group j + 1), plus the next talker input: the sum of the 16 group embeddings
+    plus `text_embed` (the text-track vector for the next position)."""
+    return GraphSpec(
+        "code_predictor", "code_predictor.onnx",
+        (TensorSpec("past_hidden", "float32", ("batch", hidden)),
+         TensorSpec("token", "int64", ("batch",)),
+         TensorSpec("text_embed", "float32", ("batch", hidden)),
+         TensorSpec("noise", "float32", ("batch", NUM_CODE_GROUPS - 1)),
+         TensorSpec("do_sample", "bool", ()),
+         TensorSpec("temperature", "float32", ()),
+         TensorSpec("top_k", "int64", ()),
+         TensorSpec("top_p", "float32", ())),
+        (TensorSpec("codes", "int64", ("batch", NUM_CODE_GROUPS)),
+         TensorSpec("next_embed", "float32", ("batch", hidden))))
+
+
+def text_embedder_spec(hidden: int) -> GraphSpec:
+    """The dual-track prompt embedding: text_projection(text_embedding(text_ids)) + codec_embedding(codec_ids);
+    an id of -1 leaves its track out at that position."""
+    return GraphSpec(
+        "text_embedder", "text_embedder.onnx",
+        (TensorSpec("text_ids", "int64", ("batch", "seq")), TensorSpec("codec_ids", "int64", ("batch", "seq"))),
+        (TensorSpec("embeds", "float32", ("batch", "seq", hidden)),))
+
+
+def speech_decoder_spec() -> GraphSpec:
+    """Codes to waveform, one window at a time (positions restart at 0 for every call, as the official decode)."""
+    return GraphSpec(
+        "speech_decoder", "speech_decoder.onnx",
+        (TensorSpec("codes", "int64", ("batch", NUM_CODE_GROUPS, "frames")),),
+        (TensorSpec("waveform", "float32", ("batch", "samples")),))
+
+
+# Which config values the manifest carries (everything the runtime needs, so it never reads a checkpoint config).
+MANIFEST_CONFIG_KEYS = (
+    "tts_model_type", "tts_model_size", "hidden_size", "num_hidden_layers", "num_key_value_heads", "head_dim",
+    "vocab_size", "codec_pad_id", "codec_bos_id", "codec_eos_token_id", "codec_think_id", "codec_nothink_id",
+    "codec_think_bos_id", "codec_think_eos_id", "codec_language_id", "spk_id", "spk_is_dialect",
+    "tts_bos_token_id", "tts_eos_token_id", "tts_pad_token_id", "max_position_embeddings",
+)

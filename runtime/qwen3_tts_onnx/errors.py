@@ -1,0 +1,13 @@
+"""The runtime's own errors: each names the problem and the fix."""
+
+
+class Qwen3TTSError(ValueError):
+    """Base class: bad input or bad artifacts (a ValueError, as the official package raises for bad input)."""
+
+
+class ArtifactError(Qwen3TTSError):
+    """Artifacts are missing, from another format version, or do not match their manifest."""
+
+
+class InputError(Qwen3TTSError):
+    """A request the model cannot serve: unknown speaker or language, empty text, a feature the model lacks."""

@@ -1,0 +1,112 @@
+"""Text -> token ids -> talker prompt, exactly as the official package builds it (SPEC §3.1-§3.5).
+
+A prompt position is a text-track id plus a codec-track id (-1 = track absent); the text_embedder graph turns
+both rows into embeddings in one run. What is fed after the prompt, one vector per generated frame, is the
+"trailing" text (streaming-text layout: the remaining text tokens, then tts_eos; non-streaming: tts_pad).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .errors import InputError
+
+MAX_TEXT_TOKENS = 4096  # ~5 minutes of speech; longer texts should be split (the server splits sentences)
+
+
+def assistant_text(text: str) -> str:
+    return f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def instruct_text(instruct: str) -> str:
+    return f"<|im_start|>user\n{instruct}<|im_end|>\n"
+
+
+class TextTokenizer:
+    """The exported tokenizer.json (the official local-directory load, regex quirk included) plus input checks."""
+
+    def __init__(self, path):
+        self.tok = Tokenizer.from_file(str(path))
+        self.added = sorted((t.content for t in self.tok.get_added_tokens_decoder().values()), key=len, reverse=True)
+
+    def check_text(self, text, what: str = "text") -> str:
+        if not isinstance(text, str):
+            raise InputError(f"{what} must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise InputError(f"{what} is empty; pass the words to speak")
+        for token in self.added:
+            if token in text:
+                raise InputError(f"{what} contains the special token {token!r}, which would be read as a control "
+                                 "token and corrupt the prompt; remove it from the text")
+        return text
+
+    def encode(self, s: str) -> list[int]:
+        return self.tok.encode(s, add_special_tokens=False).ids
+
+
+@dataclass
+class PromptRows:
+    """One sample's prompt: parallel text/codec id rows, and the trailing text ids fed per generated frame."""
+    text_ids: list
+    codec_ids: list
+    trailing_ids: list  # text ids; the runtime feeds tts_pad once they run out
+
+
+def language_id(cfg: dict, language: str, speaker: str | None) -> int | None:
+    """The codec language id for a validated (lower-case) language, with the dialect override (SPEC §3.3)."""
+    lid = None if language == "auto" else cfg["codec_language_id"][language]
+    if speaker and language in ("chinese", "auto"):
+        dialect = cfg["spk_is_dialect"].get(speaker, False)
+        if dialect:
+            lid = cfg["codec_language_id"][dialect]
+    return lid
+
+
+def build_rows(cfg: dict, text_ids: list, language: str, speaker: str | None, instruct_ids: list | None,
+               non_streaming_mode: bool) -> PromptRows:
+    """text_ids: ids of assistant_text(text); instruct_ids: ids of instruct_text(instruct) or None."""
+    lid = language_id(cfg, language, speaker)
+    if lid is None:
+        codec = [cfg["codec_nothink_id"], cfg["codec_think_bos_id"], cfg["codec_think_eos_id"]]
+    else:
+        codec = [cfg["codec_think_id"], cfg["codec_think_bos_id"], lid, cfg["codec_think_eos_id"]]
+    if speaker:
+        codec.append(cfg["spk_id"][speaker])
+    codec += [cfg["codec_pad_id"], cfg["codec_bos_id"]]
+    pad, bos, eos = cfg["tts_pad_token_id"], cfg["tts_bos_token_id"], cfg["tts_eos_token_id"]
+
+    text_row, codec_row = [], []
+    if instruct_ids:
+        text_row += list(instruct_ids)
+        codec_row += [-1] * len(instruct_ids)
+    text_row += text_ids[:3]  # <|im_start|>assistant\n
+    codec_row += [-1] * 3
+    n = len(codec)
+    text_row += [pad] * (n - 2) + [bos]
+    codec_row += codec[:-1]
+    body = text_ids[3:-5]
+    if non_streaming_mode:
+        text_row += body + [eos, pad]
+        codec_row += [cfg["codec_pad_id"]] * (len(body) + 1) + [cfg["codec_bos_id"]]
+        trailing = [pad]
+    else:
+        text_row.append(body[0])
+        codec_row.append(cfg["codec_bos_id"])
+        trailing = body[1:] + [eos]
+    return PromptRows(text_row, codec_row, trailing)
+
+
+def left_pad(embeds: list, hidden: int):
+    """Per-sample [L_i, H] prompts -> embeds [B, L, H] (zero left padding), attention_mask, position_ids."""
+    lmax = max(e.shape[0] for e in embeds)
+    b = len(embeds)
+    out = np.zeros((b, lmax, hidden), dtype=np.float32)
+    mask = np.zeros((b, lmax), dtype=np.int64)
+    for i, e in enumerate(embeds):
+        out[i, lmax - e.shape[0]:] = e
+        mask[i, lmax - e.shape[0]:] = 1
+    pos = np.cumsum(mask, axis=1) - 1
+    pos[mask == 0] = 1  # as the official get_rope_index; padded positions are masked out anyway
+    return out, mask, pos.astype(np.int64)

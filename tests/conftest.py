@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny random checkpoints in the official layout, their exports, and the official oracle.
+
+Each (kind, width) checkpoint is built and exported once per test session.
+"""
+from __future__ import annotations
+
+import pytest
+
+from qwen3_tts_export.export import export_all
+from qwen3_tts_export.random_checkpoint import build
+
+CASES = {
+    "cv_wide": dict(kind="custom_voice", width="wide"),    # 1.7B-like: projection into the code predictor
+    "cv_equal": dict(kind="custom_voice", width="equal"),  # 0.6B-like: identity projection, instruct dropped
+    "vd": dict(kind="voice_design", width="wide"),
+}
+
+
+class Model:
+    def __init__(self, ckpt, art):
+        self.ckpt, self.art = ckpt, art
+        self._ref = self._ours = None
+
+    @property
+    def ref(self):
+        """The official Qwen3TTSModel on this checkpoint (fp32, CPU)."""
+        if self._ref is None:
+            from qwen3_tts_export.reference import qwen_tts
+
+            self._ref = qwen_tts().Qwen3TTSModel.from_pretrained(str(self.ckpt))
+        return self._ref
+
+    @property
+    def ours(self):
+        if self._ours is None:
+            from qwen3_tts_onnx import Qwen3TTS
+
+            self._ours = Qwen3TTS.from_pretrained(self.art)
+        return self._ours
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    cache = {}
+
+    def get(name: str) -> Model:
+        if name not in cache:
+            root = tmp_path_factory.mktemp(name)
+            build(root / "ckpt", size="tiny", **CASES[name])
+            export_all(root / "ckpt", root / "onnx")
+            cache[name] = Model(root / "ckpt", root / "onnx")
+        return cache[name]
+
+    return get

@@ -1,0 +1,119 @@
+"""Bad input and bad artifacts give the project's own clear errors."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from qwen3_tts_onnx import ArtifactError, InputError, Qwen3TTS
+
+
+def test_unknown_speaker(models):
+    with pytest.raises(InputError, match="unsupported speaker 'nobody'.*supported"):
+        models("cv_wide").ours.generate_custom_voice("Hi.", speaker="nobody")
+
+
+def test_unknown_language(models):
+    with pytest.raises(InputError, match="unsupported language 'klingon'"):
+        models("cv_wide").ours.generate_custom_voice("Hi.", speaker="ryan", language="klingon")
+
+
+def test_dialect_is_not_a_language(models):
+    with pytest.raises(InputError, match="unsupported language"):
+        models("cv_wide").ours.generate_custom_voice("Hi.", speaker="ryan", language="sichuan_dialect")
+
+
+def test_instruct_on_model_that_drops_it(models):
+    with pytest.raises(InputError, match="0.6B CustomVoice model has no instruct"):
+        models("cv_equal").ours.generate_custom_voice("Hi.", speaker="ryan", instruct="Whisper.")
+
+
+def test_wrong_api_for_model_type(models):
+    with pytest.raises(InputError, match="needs a voice_design model.*use generate_custom_voice"):
+        models("cv_wide").ours.generate_voice_design("Hi.", instruct="A calm voice.")
+    with pytest.raises(InputError, match="needs a custom_voice model"):
+        models("vd").ours.generate_custom_voice("Hi.", speaker="ryan")
+
+
+@pytest.mark.parametrize("text", ["", "   \n", None, 42])
+def test_empty_or_non_text(models, text):
+    with pytest.raises(InputError, match="empty|must be a string"):
+        models("cv_wide").ours.generate_custom_voice(text, speaker="ryan")
+
+
+@pytest.mark.parametrize("token", ["<|im_end|>", "<|im_start|>", "<tts_pad>", "<|endoftext|>", "<think>"])
+def test_special_tokens_are_refused(models, token):
+    with pytest.raises(InputError, match="special token"):
+        models("cv_wide").ours.generate_custom_voice(f"Hello {token} world", speaker="ryan")
+    with pytest.raises(InputError, match="instruct contains the special token"):
+        models("vd").ours.generate_voice_design("Hello", instruct=f"calm {token}")
+
+
+def test_oversized_text(models):
+    with pytest.raises(InputError, match="tokens long; the limit is"):
+        models("cv_wide").ours.generate_custom_voice("word " * 5000, speaker="ryan")
+
+
+def test_bad_generation_arguments(models):
+    tts = models("cv_wide").ours
+    with pytest.raises(InputError, match="unknown generation argument"):
+        tts.generate_custom_voice("Hi.", speaker="ryan", num_beams=4)
+    with pytest.raises(InputError, match="temperature must be > 0"):
+        tts.generate_custom_voice("Hi.", speaker="ryan", temperature=0.0)
+    with pytest.raises(InputError, match="max_new_tokens must be at least 1"):
+        tts.generate_custom_voice("Hi.", speaker="ryan", max_new_tokens=0)
+    with pytest.raises(InputError, match="batch size mismatch"):
+        tts.generate_custom_voice(["a", "b", "c"], speaker=["ryan", "aiden"])
+
+
+def _copy(models, tmp_path):
+    dst = tmp_path / "arts"
+    shutil.copytree(models("cv_wide").art, dst)
+    return dst
+
+
+def test_missing_artifacts(tmp_path):
+    with pytest.raises(ArtifactError, match="no artifacts directory.*make export"):
+        Qwen3TTS.from_pretrained(tmp_path / "nowhere")
+    with pytest.raises(ArtifactError, match="no manifest.json.*make export"):
+        Qwen3TTS.from_pretrained(tmp_path)
+
+
+def test_checkpoint_instead_of_artifacts(models):
+    with pytest.raises(ArtifactError, match="looks like a checkpoint"):
+        Qwen3TTS.from_pretrained(models("cv_wide").ckpt)
+
+
+def test_missing_graph_file(models, tmp_path):
+    arts = _copy(models, tmp_path)
+    (arts / "talker.onnx").unlink()
+    with pytest.raises(ArtifactError, match="talker.onnx is missing"):
+        Qwen3TTS.from_pretrained(arts)
+
+
+def test_other_format_version(models, tmp_path):
+    arts = _copy(models, tmp_path)
+    manifest = json.loads((arts / "manifest.json").read_text())
+    manifest["format_version"] = 999
+    (arts / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="format version 999.*re-export"):
+        Qwen3TTS.from_pretrained(arts)
+
+
+def test_hash_mismatch(models, tmp_path):
+    arts = _copy(models, tmp_path)
+    data = bytearray((arts / "speech_decoder.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (arts / "speech_decoder.onnx").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="does not match its sha256"):
+        Qwen3TTS.from_pretrained(arts)
+
+
+def test_graph_io_mismatch(models, tmp_path):
+    arts = _copy(models, tmp_path)
+    manifest = json.loads((arts / "manifest.json").read_text())
+    manifest["graphs"]["talker"]["inputs"][0]["name"] = "embeds"
+    (arts / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="talker graph's inputs/outputs differ"):
+        Qwen3TTS.from_pretrained(arts)
