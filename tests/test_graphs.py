@@ -1,0 +1,92 @@
+"""Each graph against the official torch modules on the same inputs: max abs difference within 1e-4 (fp32)."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+TOL = 1e-4
+
+
+def _session(m, name):
+    return ort.InferenceSession(str(m.art / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+
+
+def _past(cfg, b=1):
+    z = np.zeros((b, cfg["num_key_value_heads"], 0, cfg["head_dim"]), np.float32)
+    return {f"past_key_values.{i}.{k}": z for i in range(cfg["num_hidden_layers"]) for k in ("key", "value")}
+
+
+@pytest.mark.parametrize("name", ["cv_wide", "cv_equal"])
+def test_talker_prefill_and_decode_step(models, name):
+    m = models(name)
+    talker, cfg = m.ref.model.talker, m.ours.cfg
+    x = torch.randn(1, 12, cfg["hidden_size"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = talker.model(inputs_embeds=x, use_cache=False)
+        hidden = out.last_hidden_state[:, -1]
+        want_logits, want_hidden = talker.codec_head(hidden).numpy(), hidden.numpy()
+    sess = _session(m, "talker")
+    names = [o.name for o in sess.get_outputs()]
+    # prefill all 12 positions
+    got = sess.run(None, {"inputs_embeds": x.numpy(), "attention_mask": np.ones((1, 12), np.int64),
+                          "position_ids": np.arange(12)[None], **_past(cfg)})
+    assert np.abs(got[0] - want_logits).max() <= TOL
+    assert np.abs(got[1] - want_hidden).max() <= TOL
+    # prefill 11, then one cached decode step
+    first = sess.run(None, {"inputs_embeds": x[:, :11].numpy(), "attention_mask": np.ones((1, 11), np.int64),
+                            "position_ids": np.arange(11)[None], **_past(cfg)})
+    past = {n.replace("present", "past_key_values"): v for n, v in zip(names[2:], first[2:])}
+    step = sess.run(None, {"inputs_embeds": x[:, 11:].numpy(), "attention_mask": np.ones((1, 12), np.int64),
+                           "position_ids": np.array([[11]]), **past})
+    assert np.abs(step[0] - want_logits).max() <= TOL
+    assert np.abs(step[1] - want_hidden).max() <= TOL
+
+
+@pytest.mark.parametrize("name", ["cv_wide", "cv_equal"])
+def test_code_predictor_greedy(models, name):
+    m = models(name)
+    talker, h = m.ref.model.talker, m.ours.cfg["hidden_size"]
+    g = torch.Generator().manual_seed(1)
+    b = 4
+    past_hidden = torch.randn(b, h, generator=g)
+    token = torch.randint(0, 2048, (b,), generator=g)
+    text = torch.randn(b, h, generator=g)
+    with torch.no_grad():
+        e0 = talker.model.codec_embedding(token)
+        seq = talker.code_predictor.generate(inputs_embeds=torch.stack((past_hidden, e0), 1), max_new_tokens=15,
+                                             do_sample=False, output_hidden_states=True,
+                                             return_dict_in_generate=True).sequences
+        embeds = [e0] + [talker.code_predictor.model.codec_embedding[j](seq[:, j]) for j in range(15)]
+        want_next = (torch.stack(embeds, 1).sum(1) + text).numpy()
+    codes, nxt = _session(m, "code_predictor").run(None, {
+        "past_hidden": past_hidden.numpy(), "token": token.numpy(), "text_embed": text.numpy(),
+        "noise": np.random.default_rng(0).random((b, 15), dtype=np.float32), "do_sample": np.array(False),
+        "temperature": np.array(0.9, np.float32), "top_k": np.array(50), "top_p": np.array(1.0, np.float32)})
+    np.testing.assert_array_equal(codes[:, 0], token.numpy())
+    np.testing.assert_array_equal(codes[:, 1:], seq.numpy())
+    assert np.abs(nxt - want_next).max() <= TOL
+
+
+def test_text_embedder(models):
+    m = models("cv_wide")
+    talker = m.ref.model.talker
+    text = torch.tensor([[151644, 77091, 198, 9707, 4337, 151671, 151672, -1]])
+    codec = torch.tensor([[-1, -1, -1, 2148, -1, 2155, 3061, 2149]])
+    with torch.no_grad():
+        want = talker.text_projection(talker.model.text_embedding(text.clamp(min=0)))
+        want = want * (text >= 0)[..., None] + talker.model.codec_embedding(codec.clamp(min=0)) * (codec >= 0)[..., None]
+    got = _session(m, "text_embedder").run(None, {"text_ids": text.numpy(), "codec_ids": codec.numpy()})[0]
+    assert np.abs(got - want.numpy()).max() <= TOL
+
+
+@pytest.mark.parametrize("frames", [1, 50, 160])
+def test_speech_decoder_window(models, frames):
+    m = models("cv_wide")
+    codes = torch.from_numpy(np.random.default_rng(frames).integers(0, 2048, (1, 16, frames)))
+    with torch.no_grad():
+        want = m.ref.model.speech_tokenizer.model.decoder(codes).squeeze(1).numpy()
+    got = _session(m, "speech_decoder").run(None, {"codes": codes.numpy()})[0]
+    assert got.shape == want.shape == (1, frames * 1920)
+    assert np.abs(got - want).max() <= TOL
