@@ -8,7 +8,6 @@ ONNX Runtime on fresh random inputs of other shapes than the trace used; a misma
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from qwen3_tts_onnx import contracts as C
+from qwen3_tts_onnx.artifacts import sha256_file
 
 from . import checkpoint as ckpt_mod
 from .modules.code_predictor import CodePredictor
@@ -193,14 +193,6 @@ def export_tokenizer(ckpt_path: Path, out: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------- manifest
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _versions() -> dict:
     import onnx
     import onnxruntime
@@ -224,7 +216,7 @@ def write_manifest(ckpt: ckpt_mod.Checkpoint, out: Path, specs: list, checks: di
         "config": config,
         "generation_defaults": ckpt.generation_config,
         "graphs": {s.name: s.to_json() for s in specs},
-        "files": {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files},
+        "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files},
         "export_checks": checks,
         "versions": _versions(),
     }

@@ -47,7 +47,6 @@ class Qwen3TTS:
         self.tokenizer = TextTokenizer(arts.root / C.TOKENIZER)
         self.generate_defaults = dict(arts.manifest.get("generation_defaults", {}))
         self._loop = FrameLoop(sessions["talker"], sessions["code_predictor"], self.cfg)
-        self._special = None
 
     # ------------------------------------------------------------------------------------------------ loading
     @classmethod

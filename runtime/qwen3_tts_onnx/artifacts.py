@@ -44,7 +44,7 @@ class Artifacts:
         }[name]()
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -82,7 +82,7 @@ def load(root: str | Path, verify_hashes: bool = True) -> Artifacts:
         if path.stat().st_size != info["bytes"]:
             raise ArtifactError(f"{path} has {path.stat().st_size} bytes, the manifest says {info['bytes']}: the file "
                                 f"is truncated or replaced; {EXPORT_HINT}")
-        if verify_hashes and _sha256(path) != info["sha256"]:
+        if verify_hashes and sha256_file(path) != info["sha256"]:
             raise ArtifactError(f"{path} does not match its sha256 in {C.MANIFEST}: the file is corrupt or replaced; "
                                 f"{EXPORT_HINT}")
     return arts

@@ -57,10 +57,6 @@ class KVCache:
     def update(self, present: list) -> None:
         self.arrays = list(present)
 
-    @property
-    def length(self) -> int:
-        return self.arrays[0].shape[2]
-
 
 class FrameLoop:
     """Runs the talker and code predictor sessions; `run()` yields one [B, 16] array of codes per frame."""
