@@ -120,7 +120,7 @@ def _talker_args(t: dict, b: int, s: int, p: int, g: torch.Generator):
 
 
 def export_talker(sd: dict, t: dict, out: Path, g: torch.Generator) -> dict:
-    spec = C.talker_spec(t["hidden_size"], t["num_hidden_layers"], t["num_key_value_heads"], t["head_dim"])
+    spec = C.graph_specs(t)["talker"]
     module = Talker(sd, t).eval()
     ds = ({0: AUTO, 1: AUTO}, {0: AUTO, 1: AUTO}, {0: AUTO, 1: AUTO},
           tuple({0: AUTO, 2: AUTO} for _ in range(2 * t["num_hidden_layers"])))
@@ -138,7 +138,7 @@ def _predictor_args(h: int, b: int, g: torch.Generator, sample: bool):
 
 def export_code_predictor(sd: dict, t: dict, out: Path, g: torch.Generator) -> dict:
     h = t["hidden_size"]
-    spec = C.code_predictor_spec(h)
+    spec = C.graph_specs(t)["code_predictor"]
     cp = dict(t["code_predictor_config"])
     module = CodePredictor(sd, cp).eval()
     ds = ({0: AUTO}, {0: AUTO}, {0: AUTO}, {0: AUTO}, None, None, None, None)
@@ -150,7 +150,7 @@ def export_code_predictor(sd: dict, t: dict, out: Path, g: torch.Generator) -> d
 
 
 def export_text_embedder(sd: dict, t: dict, out: Path, g: torch.Generator) -> dict:
-    spec = C.text_embedder_spec(t["hidden_size"])
+    spec = C.graph_specs(t)["text_embedder"]
     module = TextEmbedder(sd).eval()
 
     def args(b, s):
@@ -243,9 +243,6 @@ def export_all(model: str | Path, out: str | Path, seed: int = 0) -> dict:
     del sd
     checks["speech_decoder"] = export_speech_decoder(ckpt.codec_state(), ckpt.codec_config["decoder_config"], out, g)
     export_tokenizer(ckpt.path, out)
-    specs = [C.text_embedder_spec(t["hidden_size"]),
-             C.talker_spec(t["hidden_size"], t["num_hidden_layers"], t["num_key_value_heads"], t["head_dim"]),
-             C.code_predictor_spec(t["hidden_size"]), C.speech_decoder_spec()]
-    manifest = write_manifest(ckpt, out, specs, checks)
+    manifest = write_manifest(ckpt, out, list(C.graph_specs(t).values()), checks)
     _log(f"wrote {out / C.MANIFEST}")
     return manifest

@@ -34,14 +34,7 @@ class Artifacts:
 
     def spec(self, name: str) -> C.GraphSpec:
         """The contract's spec for this graph, built from the manifest's dimensions."""
-        cfg = self.config
-        h = cfg["hidden_size"]
-        return {
-            "talker": lambda: C.talker_spec(h, cfg["num_hidden_layers"], cfg["num_key_value_heads"], cfg["head_dim"]),
-            "code_predictor": lambda: C.code_predictor_spec(h),
-            "text_embedder": lambda: C.text_embedder_spec(h),
-            "speech_decoder": C.speech_decoder_spec,
-        }[name]()
+        return C.graph_specs(self.config)[name]
 
 
 def sha256_file(path: Path) -> str:
@@ -69,10 +62,10 @@ def load(root: str | Path, verify_hashes: bool = True) -> Artifacts:
         raise ArtifactError(f"{mpath} has format version {version!r}, this runtime reads version {C.FORMAT_VERSION}; "
                             f"re-export with the matching qwen3-tts-onnx: {EXPORT_HINT}")
     arts = Artifacts(root, manifest)
-    for name in ("talker", "code_predictor", "text_embedder", "speech_decoder"):
+    for name, spec in C.graph_specs(arts.config).items():
         if name not in manifest.get("graphs", {}):
             raise ArtifactError(f"{mpath} lists no {name} graph; {EXPORT_HINT}")
-        if manifest["graphs"][name] != arts.spec(name).to_json():
+        if manifest["graphs"][name] != spec.to_json():
             raise ArtifactError(f"{mpath}: the {name} graph's inputs/outputs differ from what this runtime expects; "
                                 f"re-export: {EXPORT_HINT}")
     for fname, info in manifest.get("files", {}).items():

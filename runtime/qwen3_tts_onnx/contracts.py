@@ -121,6 +121,16 @@ def speech_decoder_spec() -> GraphSpec:
         (TensorSpec("waveform", "float32", ("batch", "samples")),))
 
 
+def graph_specs(cfg: dict) -> dict:
+    """Every graph's spec, keyed by graph name, from a config holding the talker's dimensions (the checkpoint's
+    talker_config at export, the manifest's config in the runtime: the keys are the same)."""
+    h = cfg["hidden_size"]
+    specs = (text_embedder_spec(h),
+             talker_spec(h, cfg["num_hidden_layers"], cfg["num_key_value_heads"], cfg["head_dim"]),
+             code_predictor_spec(h), speech_decoder_spec())
+    return {s.name: s for s in specs}
+
+
 # Which config values the manifest carries (everything the runtime needs, so it never reads a checkpoint config).
 MANIFEST_CONFIG_KEYS = (
     "tts_model_type", "tts_model_size", "hidden_size", "num_hidden_layers", "num_key_value_heads", "head_dim",
