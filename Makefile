@@ -21,7 +21,7 @@ export:
 	$(BIN)/python -m qwen3_tts_export --model "$(MODEL)" --out "$(OUT)"
 
 test:
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 demo:
 	$(BIN)/python -m qwen3_tts_export.demo

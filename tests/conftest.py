@@ -1,6 +1,7 @@
 """Shared fixtures: tiny random checkpoints in the official layout, their exports, and the official oracle.
 
-Each (kind, width) checkpoint is built and exported once per test session.
+Each (kind, width) checkpoint is built and exported once per test session (per worker under pytest-xdist: the
+files that share checkpoints form one xdist group, so a checkpoint is exported by one worker only).
 """
 from __future__ import annotations
 
@@ -13,7 +14,23 @@ CASES = {
     "cv_wide": dict(kind="custom_voice", width="wide"),    # 1.7B-like: projection into the code predictor
     "cv_equal": dict(kind="custom_voice", width="equal"),  # 0.6B-like: identity projection, instruct dropped
     "vd": dict(kind="voice_design", width="wide"),
+    "base_wide": dict(kind="base", width="wide"),    # 1.7B-like Base: voice cloning
+    "base_equal": dict(kind="base", width="equal"),  # 0.6B-like Base
 }
+
+
+# Test files that share exported checkpoints run on the same xdist worker (`make test` runs two workers).
+XDIST_GROUPS = {
+    "test_parity.py": "custom_voice", "test_errors.py": "custom_voice", "test_graphs.py": "custom_voice",
+    "test_runtime_without_torch.py": "custom_voice",
+    "test_voice_clone.py": "base", "test_voice_clone_errors.py": "base",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS.get(item.path.name, item.path.stem)))
 
 
 class Model:

@@ -2,31 +2,23 @@
 `qwen3-tts speak --greedy --codes-out`: the codes equal the official greedy codes."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from oracle import official_codes
-from qwen3_tts_export.random_checkpoint import build
+from make_export import build_and_make_export
 
-ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "qwen3_tts_onnx.cli"]
 
 
 @pytest.fixture(scope="module")
 def unseen(tmp_path_factory):
     root = tmp_path_factory.mktemp("unseen")
-    build(root / "ckpt", kind="custom_voice", size="tiny", width="equal", seed=1234, shards=2)
-    make = shutil.which("make")
-    assert make, "make is needed to run `make export`"
-    env_python = Path(sys.executable).parent
-    subprocess.run([make, "-C", str(ROOT), "export", f"MODEL={root / 'ckpt'}", f"OUT={root / 'onnx'}",
-                    f"BIN={env_python}"], check=True)
+    build_and_make_export(root, kind="custom_voice", width="equal", seed=1234, shards=2)
     return root
 
 

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from audio_clips import clip
 from qwen3_tts_onnx import ArtifactError, InputError, Qwen3TTS
 
 
@@ -117,3 +118,11 @@ def test_graph_io_mismatch(models, tmp_path):
     (arts / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="talker graph's inputs/outputs differ"):
         Qwen3TTS.from_pretrained(arts)
+
+
+def test_clone_api_on_other_model_types(models):
+    m = models("cv_equal")
+    with pytest.raises(InputError, match="needs a base model"):
+        m.ours.generate_voice_clone("Hi.", ref_audio=(clip(1, 24000), 24000), x_vector_only_mode=True)
+    with pytest.raises(InputError, match="needs a base model"):
+        m.ours.create_voice_clone_prompt((clip(1, 24000), 24000), x_vector_only_mode=True)

@@ -10,7 +10,7 @@ import numpy as np
 
 BLOCKER = textwrap.dedent("""
     import importlib.abc, sys
-    BLOCKED = ("torch", "qwen_tts", "transformers", "onnx", "onnxscript", "qwen3_tts_export")
+    BLOCKED = ("torch", "qwen_tts", "transformers", "onnx", "onnxscript", "qwen3_tts_export", "librosa")
     class Blocker(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:

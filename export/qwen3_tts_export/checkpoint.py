@@ -136,6 +136,12 @@ def check_consistent(ckpt: Checkpoint, state: dict) -> None:
     }
     if cp["hidden_size"] != h:
         expect["talker.code_predictor.small_to_mtp_projection.weight"] = (cp["hidden_size"], h)
+    if ckpt.model_type == "base":
+        spk = ckpt.config.get("speaker_encoder_config")
+        if not isinstance(spk, dict) or spk.get("enc_dim") != h:
+            raise CheckpointError(f"{ckpt.path / 'config.json'}: a Base model needs speaker_encoder_config with "
+                                  f"enc_dim equal to the talker's hidden_size {h}")
+        expect["speaker_encoder.fc.bias"] = (h,)
     for name, shape in expect.items():
         if name not in state:
             raise CheckpointError(f"{ckpt.path}: tensor {name} is missing from the model weights")

@@ -21,7 +21,10 @@ from qwen3_tts_onnx.artifacts import sha256_file
 
 from . import checkpoint as ckpt_mod
 from .modules.code_predictor import CodePredictor
+from .modules.codec_embedder import CodecEmbedder
+from .modules.speaker_encoder import SpeakerEncoder
 from .modules.speech_decoder import SpeechDecoder
+from .modules.speech_encoder import SpeechEncoder
 from .modules.talker import Talker
 from .modules.text_embedder import TextEmbedder
 
@@ -120,7 +123,7 @@ def _talker_args(t: dict, b: int, s: int, p: int, g: torch.Generator):
 
 
 def export_talker(sd: dict, t: dict, out: Path, g: torch.Generator) -> dict:
-    spec = C.graph_specs(t)["talker"]
+    spec = C.talker_spec(t["hidden_size"], t["num_hidden_layers"], t["num_key_value_heads"], t["head_dim"])
     module = Talker(sd, t).eval()
     ds = ({0: AUTO, 1: AUTO}, {0: AUTO, 1: AUTO}, {0: AUTO, 1: AUTO},
           tuple({0: AUTO, 2: AUTO} for _ in range(2 * t["num_hidden_layers"])))
@@ -138,7 +141,7 @@ def _predictor_args(h: int, b: int, g: torch.Generator, sample: bool):
 
 def export_code_predictor(sd: dict, t: dict, out: Path, g: torch.Generator) -> dict:
     h = t["hidden_size"]
-    spec = C.graph_specs(t)["code_predictor"]
+    spec = C.code_predictor_spec(h)
     cp = dict(t["code_predictor_config"])
     module = CodePredictor(sd, cp).eval()
     ds = ({0: AUTO}, {0: AUTO}, {0: AUTO}, {0: AUTO}, None, None, None, None)
@@ -150,7 +153,7 @@ def export_code_predictor(sd: dict, t: dict, out: Path, g: torch.Generator) -> d
 
 
 def export_text_embedder(sd: dict, t: dict, out: Path, g: torch.Generator) -> dict:
-    spec = C.graph_specs(t)["text_embedder"]
+    spec = C.text_embedder_spec(t["hidden_size"])
     module = TextEmbedder(sd).eval()
 
     def args(b, s):
@@ -174,6 +177,47 @@ def export_speech_decoder(csd: dict, dcfg: dict, out: Path, g: torch.Generator) 
     path = _export_graph(module, args(2, 6), ({0: AUTO, 2: AUTO},), spec, out)
     err = max(_compare(spec, path, module, args(b, f)) for b, f in ((1, 1), (2, 90)))
     _log(f"speech_decoder matches torch: max abs {err:.2e}")
+    return {"max_abs_vs_torch": err}
+
+
+def export_speaker_encoder(sd: dict, scfg: dict, t: dict, out: Path, g: torch.Generator) -> dict:
+    spec = C.speaker_encoder_spec(t["hidden_size"])
+    module = SpeakerEncoder(sd, scfg).eval()
+
+    def args(b, frames):  # log-mel values: natural log of magnitudes, roughly -11.5 (silence) .. 3
+        return (torch.randn(b, frames, C.MEL_BINS, generator=g) * 2.0 - 4.0,)
+
+    path = _export_graph(module, args(2, 40), ({0: AUTO, 1: AUTO},), spec, out)
+    err = max(_compare(spec, path, module, args(b, f)) for b, f in ((1, 9), (3, 300)))
+    _log(f"speaker_encoder matches torch: max abs {err:.2e}")
+    return {"max_abs_vs_torch": err}
+
+
+def export_speech_encoder(csd: dict, ecfg: dict, out: Path, g: torch.Generator) -> dict:
+    spec = C.speech_encoder_spec()
+    module = SpeechEncoder(csd, ecfg).eval()
+
+    def args(b, n):
+        return (torch.randn(b, n, generator=g) * 0.1,)
+
+    path = _export_graph(module, args(2, 4000), ({0: AUTO, 1: AUTO},), spec, out)
+    _compare(spec, path, module, args(1, 1), exact=("codes",))
+    _compare(spec, path, module, args(2, 3 * C.SAMPLES_PER_FRAME + 7), exact=("codes",))
+    _compare(spec, path, module, args(1, 24000 * 11), exact=("codes",))  # past Mimi's 250-frame window
+    _log("speech_encoder matches torch: codes identical")
+    return {"codes_identical": True}
+
+
+def export_codec_embedder(sd: dict, t: dict, out: Path, g: torch.Generator) -> dict:
+    spec = C.codec_embedder_spec(t["hidden_size"])
+    module = CodecEmbedder(sd).eval()
+
+    def args(b, f):
+        return (torch.randint(0, C.CODEBOOK_SIZE, (b, f, C.NUM_CODE_GROUPS), generator=g),)
+
+    path = _export_graph(module, args(2, 5), ({0: AUTO, 1: AUTO},), spec, out)
+    err = max(_compare(spec, path, module, args(b, f)) for b, f in ((1, 1), (3, 40)))
+    _log(f"codec_embedder matches torch: max abs {err:.2e}")
     return {"max_abs_vs_torch": err}
 
 
@@ -235,14 +279,23 @@ def export_all(model: str | Path, out: str | Path, seed: int = 0) -> dict:
     ckpt_mod.check_consistent(ckpt, sd)
     t = ckpt.talker_config
     g = torch.Generator().manual_seed(seed)
+    base = ckpt.model_type == "base"
     checks = {
         "text_embedder": export_text_embedder(sd, t, out, g),
         "talker": export_talker(sd, t, out, g),
         "code_predictor": export_code_predictor(sd, t, out, g),
     }
+    if base:
+        checks["codec_embedder"] = export_codec_embedder(sd, t, out, g)
+        checks["speaker_encoder"] = export_speaker_encoder(sd, ckpt.config["speaker_encoder_config"], t, out, g)
     del sd
-    checks["speech_decoder"] = export_speech_decoder(ckpt.codec_state(), ckpt.codec_config["decoder_config"], out, g)
+    csd = ckpt.codec_state()
+    checks["speech_decoder"] = export_speech_decoder(csd, ckpt.codec_config["decoder_config"], out, g)
+    if base:
+        checks["speech_encoder"] = export_speech_encoder(csd, ckpt.codec_config["encoder_config"], out, g)
+    del csd
     export_tokenizer(ckpt.path, out)
-    manifest = write_manifest(ckpt, out, list(C.graph_specs(t).values()), checks)
+    specs = C.graph_specs({**t, "tts_model_type": ckpt.model_type})
+    manifest = write_manifest(ckpt, out, list(specs.values()), checks)
     _log(f"wrote {out / C.MANIFEST}")
     return manifest

@@ -8,19 +8,21 @@ the checkpoint's generation_config.json -> the official hard default); `seed` ma
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
 from . import artifacts as artifacts_mod
+from . import audio as audio_mod
 from . import contracts as C
 from . import sessions as sessions_mod
 from .decode import decode_windowed
 from .errors import InputError
 from .generate import FrameLoop, GenerationOptions, collect
-from .prompt import MAX_TEXT_TOKENS, TextTokenizer, assistant_text, build_rows, instruct_text, left_pad
-
-GRAPHS = ("text_embedder", "talker", "code_predictor", "speech_decoder")
+from .prompt import (MAX_TEXT_TOKENS, ICLReference, TextTokenizer, assistant_text, build_rows, instruct_text,
+                     left_pad, reference_text)
+from .voice import VoicePrompt
 HARD_DEFAULTS = dict(do_sample=True, top_k=50, top_p=1.0, temperature=0.9, repetition_penalty=1.05,
                      subtalker_dosample=True, subtalker_top_k=50, subtalker_top_p=1.0, subtalker_temperature=0.9,
                      max_new_tokens=2048)
@@ -54,7 +56,7 @@ class Qwen3TTS:
         """Load exported artifacts (a directory with manifest.json). providers: ONNX Runtime execution providers,
         CUDA first when available. verify: check every file's sha256 against the manifest."""
         arts = artifacts_mod.load(path, verify_hashes=verify)
-        sessions = {g: sessions_mod.create(arts.graph_path(g), providers, threads) for g in GRAPHS}
+        sessions = {g: sessions_mod.create(arts.graph_path(g), providers, threads) for g in arts.graph_names}
         return cls(arts, sessions)
 
     @classmethod
@@ -62,7 +64,7 @@ class Qwen3TTS:
         """Bring your own tuned `onnxruntime.InferenceSession`s, keyed by graph name (any left out are created)."""
         arts = artifacts_mod.load(path, verify_hashes=verify)
         sessions = dict(sessions)
-        for g in GRAPHS:
+        for g in arts.graph_names:
             if g not in sessions:
                 sessions[g] = sessions_mod.create(arts.graph_path(g))
         return cls(arts, sessions)
@@ -135,16 +137,19 @@ class Qwen3TTS:
         return ids
 
     # ------------------------------------------------------------------------------------------------ low level
-    def _embed(self, text_ids: list, codec_ids: list) -> np.ndarray:
+    def _embed(self, text_ids: list, codec_ids: list, codec_vectors: tuple = ()) -> np.ndarray:
         t = np.asarray([text_ids], dtype=np.int64)
         c = np.asarray([codec_ids], dtype=np.int64)
-        return self.sessions["text_embedder"].run(["embeds"], {"text_ids": t, "codec_ids": c})[0][0]
+        out = self.sessions["text_embedder"].run(["embeds"], {"text_ids": t, "codec_ids": c})[0][0]
+        for start, vectors in codec_vectors:
+            out[start:start + len(vectors)] += vectors
+        return out
 
     def generate_codes(self, rows: list, seed: int | None = None, **kwargs) -> list:
         """Prompt rows (prompt.PromptRows, one per item) -> per-item codes [F_i, 16] int64 (EOS excluded)."""
         opts = self._options(kwargs)
         h = self.cfg["hidden_size"]
-        embeds = [self._embed(r.text_ids, r.codec_ids) for r in rows]
+        embeds = [self._embed(r.text_ids, r.codec_ids, r.codec_vectors) for r in rows]
         pad_embed = self._embed([self.cfg["tts_pad_token_id"]], [-1])[0]
         tmax = max(len(r.trailing_ids) for r in rows)
         trailing = np.broadcast_to(pad_embed, (len(rows), tmax, h)).copy()
@@ -196,7 +201,112 @@ class Qwen3TTS:
         rows = self._voice_design_rows(text, instruct, language, non_streaming_mode)
         return self._finish(self.generate_codes(rows, seed=seed, **kwargs))
 
-    def generate_voice_clone(self, *args, **kwargs):
+    # ------------------------------------------------------------------------------------------------ voice cloning
+    def _reference_audio(self, audio) -> np.ndarray:
+        """Any accepted audio form -> checked 24 kHz mono float32."""
+        wav, sr = audio_mod.load(audio)
+        audio_mod.check(wav, sr)
+        return audio_mod.resample(wav, sr)
+
+    def speaker_embedding(self, wav24: np.ndarray) -> np.ndarray:
+        """24 kHz mono -> x-vector [H] (log-mel front end + speaker_encoder graph)."""
+        mels = audio_mod.log_mel(wav24)[None]
+        return self.sessions["speaker_encoder"].run(["x_vector"], {"mels": mels})[0][0]
+
+    def encode_speech(self, wav24: np.ndarray) -> np.ndarray:
+        """24 kHz mono -> codes [ceil(n / 1920), 16] int64 (speech_encoder graph), as the official encode."""
+        codes = self.sessions["speech_encoder"].run(["codes"], {"waveform": wav24[None].astype(np.float32)})[0][0]
+        return np.ascontiguousarray(codes[:, :-(-wav24.shape[0] // C.SAMPLES_PER_FRAME)].T)
+
+    def create_voice_clone_prompt(self, ref_audio, ref_text: str | list | None = None,
+                                  x_vector_only_mode: bool | list = False) -> list[VoicePrompt]:
+        """Encode reference voice(s) once: one VoicePrompt per audio (save it with `.save(path)`).
+
+        ref_audio: a path, bytes, base64 string or (samples, sample_rate), or a list of them. ICL mode
+        (x_vector_only_mode=False, the default) needs the reference transcript in ref_text."""
+        self._require("base", "create_voice_clone_prompt")
+        audios = ref_audio if isinstance(ref_audio, list) else [ref_audio]
+        n = len(audios)
+        texts = ref_text if isinstance(ref_text, list) else [ref_text] * n
+        modes = x_vector_only_mode if isinstance(x_vector_only_mode, list) else [x_vector_only_mode] * n
+        if len(texts) != n or len(modes) != n:
+            raise InputError(f"batch size mismatch: ref_audio={n}, ref_text={len(texts)}, "
+                             f"x_vector_only_mode={len(modes)}")
+        items = []
+        for i, (audio, rtext, xonly) in enumerate(zip(audios, texts, modes)):
+            if not xonly:
+                if rtext is None or rtext == "":
+                    raise InputError(f"ref_text is required in ICL mode (item {i}): pass the transcript of the "
+                                     "reference audio, or x_vector_only_mode=True to clone from the x-vector alone")
+                self.tokenizer.check_text(rtext, "ref_text")
+            wav24 = self._reference_audio(audio)
+            codes = None if xonly else self.encode_speech(wav24)
+            items.append(VoicePrompt(self.speaker_embedding(wav24), codes, rtext, bool(xonly), self.model_size))
+        return items
+
+    def _voice_prompts(self, voice_clone_prompt, ref_audio, ref_text, x_vector_only_mode, n: int) -> list:
+        if voice_clone_prompt is None:
+            if ref_audio is None:
+                raise InputError("pass ref_audio (with ref_text for ICL mode) or a voice_clone_prompt")
+            prompts = self.create_voice_clone_prompt(ref_audio, ref_text, x_vector_only_mode)
+        else:
+            items = voice_clone_prompt if isinstance(voice_clone_prompt, list) else [voice_clone_prompt]
+            prompts = []
+            for p in items:
+                if isinstance(p, (str, os.PathLike)):
+                    p = VoicePrompt.load(p)
+                elif not isinstance(p, VoicePrompt):
+                    raise InputError(f"voice_clone_prompt items must be VoicePrompt objects (from "
+                                     f"create_voice_clone_prompt) or saved prompt files, got {type(p).__name__}")
+                p.validate()
+                prompts.append(p)
+        if len(prompts) == 1 and n > 1:
+            prompts = prompts * n
+        if len(prompts) != n:
+            raise InputError(f"batch size mismatch: {n} texts but {len(prompts)} voice prompts")
+        for p in prompts:
+            p.check_model(self.model_size, self.cfg["hidden_size"])
+        return prompts
+
+    def _voice_clone_rows(self, text, language, ref_audio, ref_text, x_vector_only_mode, voice_clone_prompt,
+                          non_streaming_mode) -> tuple[list, list]:
         self._require("base", "generate_voice_clone")
-        raise InputError("voice cloning needs the speaker-encoder and speech-encoder graphs, which this version does "
-                         "not export yet")
+        texts = _as_list(text)
+        n = len(texts)
+        languages = [self._language(x) for x in _broadcast("language", _as_list(language), n)]
+        text_ids = [self._text_ids(t) for t in texts]
+        prompts = self._voice_prompts(voice_clone_prompt, ref_audio, ref_text, x_vector_only_mode, n)
+        rows = []
+        for ids, lang, p in zip(text_ids, languages, prompts):
+            icl = None
+            if p.icl_mode:
+                rids = self.tokenizer.encode(reference_text(self.tokenizer.check_text(p.ref_text, "ref_text")))[3:-2]
+                frames = self.sessions["codec_embedder"].run(["embeds"], {"codes": p.ref_codes[None]})[0][0]
+                icl = ICLReference(rids, frames)
+            rows.append(build_rows(self.cfg, ids, lang, None, None, non_streaming_mode, x_vector=p.x_vector, icl=icl))
+        return rows, prompts
+
+    def decode_clone(self, codes: np.ndarray, prompt: VoicePrompt) -> np.ndarray:
+        """Generated codes -> waveform; in ICL mode the reference codes go in front for decoding and the reference
+        part is cut off afterwards, with the official float arithmetic (it keeps one extra sample for ~4 % of
+        lengths)."""
+        if not prompt.icl_mode:
+            return self.decode(codes)
+        full = np.concatenate([prompt.ref_codes, codes.reshape(-1, C.NUM_CODE_GROUPS)], axis=0)
+        wav = self.decode(full)
+        ref_len, total_len = int(prompt.ref_codes.shape[0]), int(full.shape[0])
+        cut = int(ref_len / max(total_len, 1) * wav.shape[0])
+        return wav[cut:]
+
+    def generate_voice_clone(self, text, language=None, ref_audio=None, ref_text=None,
+                             x_vector_only_mode: bool | list = False, voice_clone_prompt=None,
+                             non_streaming_mode: bool = False, seed: int | None = None,
+                             **kwargs: Any) -> tuple[list, int]:
+        """Speak text in the voice of a reference recording (Base models); returns ([waveforms], 24000).
+
+        Give ref_audio (+ ref_text for ICL mode, or x_vector_only_mode=True), or a voice_clone_prompt from
+        create_voice_clone_prompt (a VoicePrompt, a list of them, or saved prompt file paths)."""
+        rows, prompts = self._voice_clone_rows(text, language, ref_audio, ref_text, x_vector_only_mode,
+                                               voice_clone_prompt, non_streaming_mode)
+        codes = self.generate_codes(rows, seed=seed, **kwargs)
+        return [self.decode_clone(c, p) for c, p in zip(codes, prompts)], C.SAMPLE_RATE

@@ -32,6 +32,10 @@ class Artifacts:
     def graph_path(self, name: str) -> Path:
         return self.root / self.manifest["graphs"][name]["file"]
 
+    @property
+    def graph_names(self) -> list[str]:
+        return list(C.graph_specs(self.config))
+
     def spec(self, name: str) -> C.GraphSpec:
         """The contract's spec for this graph, built from the manifest's dimensions."""
         return C.graph_specs(self.config)[name]

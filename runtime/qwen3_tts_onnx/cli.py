@@ -2,6 +2,8 @@
 
     qwen3-tts speak --model DIR --text TEXT [--speaker S] [--language L] [--instruct I] [--greedy] [--seed N]
                     [--max-new-tokens N] [--streaming-text | --non-streaming-text] --out out.wav [--codes-out codes.npy]
+                    [--ref-audio FILE [--ref-text TEXT | --x-vector-only] | --voice voice.qvoice]   (Base models)
+    qwen3-tts voice create --model DIR --ref-audio FILE [--ref-text TEXT | --x-vector-only] --out voice.qvoice
 """
 from __future__ import annotations
 
@@ -11,6 +13,10 @@ import sys
 import numpy as np
 
 from .errors import Qwen3TTSError
+
+# The official API's default text layout per model type (generate_custom_voice / _voice_design: True;
+# generate_voice_clone: False).
+DEFAULT_NON_STREAMING = {"custom_voice": True, "voice_design": True, "base": False}
 
 
 def _speak(a) -> int:
@@ -24,8 +30,12 @@ def _speak(a) -> int:
         kwargs.update(do_sample=False, subtalker_dosample=False)
     if a.max_new_tokens is not None:
         kwargs["max_new_tokens"] = a.max_new_tokens
-    # Every default is the official API's for the model type, the text layout included (custom/design: True).
-    nsm = True if a.non_streaming_mode is None else a.non_streaming_mode
+    nsm = DEFAULT_NON_STREAMING[tts.model_type] if a.non_streaming_mode is None else a.non_streaming_mode
+    cloning = a.ref_audio or a.voice
+    if tts.model_type != "base" and (cloning or a.ref_text or a.x_vector_only):
+        raise Qwen3TTSError(f"--ref-audio, --ref-text, --x-vector-only and --voice clone a voice and need a Base "
+                            f"model; these artifacts are a {tts.model_type} model")
+    prompt = None
     if tts.model_type == "custom_voice":
         rows = tts._custom_voice_rows(a.text, a.speaker, a.language, a.instruct, nsm)
     elif tts.model_type == "voice_design":
@@ -33,14 +43,41 @@ def _speak(a) -> int:
             raise Qwen3TTSError("a VoiceDesign model has no preset speakers; describe the voice with --instruct")
         rows = tts._voice_design_rows(a.text, a.instruct, a.language, nsm)
     else:
-        tts.generate_voice_clone()
+        if a.speaker or a.instruct:
+            raise Qwen3TTSError("a Base model clones a voice: give --ref-audio (or --voice), not --speaker/--instruct")
+        if not cloning:
+            raise Qwen3TTSError("a Base model needs the voice to clone: --ref-audio FILE with --ref-text TEXT (or "
+                                "--x-vector-only), or --voice FILE from `qwen3-tts voice create`")
+        if a.ref_audio and a.voice:
+            raise Qwen3TTSError("give either --ref-audio or --voice, not both")
+        rows, prompts = tts._voice_clone_rows(a.text, a.language, a.ref_audio, a.ref_text, a.x_vector_only,
+                                              a.voice, nsm)
+        prompt = prompts[0]
     codes = tts.generate_codes(rows, seed=a.seed, **kwargs)[0]
     if a.codes_out:
         np.save(a.codes_out, codes.astype(np.int64))
-    wav = tts.decode(codes)
+    wav = tts.decode(codes) if prompt is None else tts.decode_clone(codes, prompt)
     sf.write(a.out, wav, 24000, subtype="PCM_16")
     print(f"wrote {a.out}: {len(wav) / 24000:.2f} s, {codes.shape[0]} frames", file=sys.stderr)
     return 0
+
+
+def _voice_create(a) -> int:
+    from .api import Qwen3TTS
+
+    tts = Qwen3TTS.from_pretrained(a.model, threads=a.threads)
+    prompt = tts.create_voice_clone_prompt(a.ref_audio, a.ref_text, a.x_vector_only)[0]
+    path = prompt.save(a.out)
+    mode = "x-vector only" if prompt.x_vector_only_mode else f"ICL, {prompt.ref_codes.shape[0]} reference frames"
+    print(f"wrote {path}: voice prompt for {tts.model_size} Base models ({mode})", file=sys.stderr)
+    return 0
+
+
+def _clone_args(p, required: bool) -> None:
+    p.add_argument("--ref-audio", required=required, help="reference recording of the voice to clone (Base models)")
+    p.add_argument("--ref-text", help="transcript of the reference recording (needed unless --x-vector-only)")
+    p.add_argument("--x-vector-only", action="store_true",
+                   help="clone from the speaker embedding alone (no transcript; official x_vector_only_mode)")
 
 
 def main(argv=None) -> int:
@@ -52,6 +89,8 @@ def main(argv=None) -> int:
     s.add_argument("--speaker", help="preset speaker (CustomVoice models)")
     s.add_argument("--language", help="language name or 'auto' (default: auto)")
     s.add_argument("--instruct", help="style instruction (1.7B CustomVoice) or voice description (VoiceDesign)")
+    _clone_args(s, required=False)
+    s.add_argument("--voice", help="saved voice prompt from `qwen3-tts voice create` (Base models)")
     s.add_argument("--greedy", action="store_true", help="argmax decoding (do_sample=False, subtalker_dosample=False)")
     s.add_argument("--seed", type=int, help="seed for reproducible sampling")
     s.add_argument("--max-new-tokens", type=int)
@@ -59,13 +98,20 @@ def main(argv=None) -> int:
     layout.add_argument("--non-streaming-text", dest="non_streaming_mode", action="store_const", const=True,
                         help="feed the whole text in the prompt (official default for CustomVoice/VoiceDesign)")
     layout.add_argument("--streaming-text", dest="non_streaming_mode", action="store_const", const=False,
-                        help="feed the text one token per frame (official non_streaming_mode=False)")
+                        help="feed the text one token per frame (official default for voice cloning)")
     s.add_argument("--threads", type=int, help="CPU threads per session (default: all cores)")
     s.add_argument("--out", required=True, help="output WAV path")
     s.add_argument("--codes-out", help="also save the codes as int64 [frames, 16] .npy")
+    v = sub.add_parser("voice", help="voice prompts for Base models")
+    vsub = v.add_subparsers(dest="voice_command", required=True)
+    c = vsub.add_parser("create", help="encode a reference recording once into a reusable voice prompt file")
+    c.add_argument("--model", required=True, help="exported Base model artifacts directory")
+    _clone_args(c, required=True)
+    c.add_argument("--threads", type=int, help="CPU threads per session (default: all cores)")
+    c.add_argument("--out", required=True, help="voice prompt file to write (for `speak --voice`)")
     a = p.parse_args(argv)
     try:
-        return _speak(a)
+        return _speak(a) if a.command == "speak" else _voice_create(a)
     except Qwen3TTSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ CODEBOOK_SIZE = 2048  # codes 0..2047 in every group
 TALKER_VOCAB = 3072  # group-0 codes + control tokens + speaker rows
 DECODE_CHUNK_FRAMES = 300  # the official decoder's window ...
 DECODE_LEFT_CONTEXT = 25  # ... and the left context each window re-decodes
+MEL_BINS = 128  # the speaker encoder's log-mel input (SPEC §4.1)
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,42 @@ def speech_decoder_spec() -> GraphSpec:
         (TensorSpec("waveform", "float32", ("batch", "samples")),))
 
 
+def speaker_encoder_spec(hidden: int) -> GraphSpec:
+    """Base models: log-mel frames of 24 kHz audio (runtime front end, SPEC §4.1) -> the x-vector that takes the
+    speaker slot of the prompt (its width is the talker's)."""
+    return GraphSpec(
+        "speaker_encoder", "speaker_encoder.onnx",
+        (TensorSpec("mels", "float32", ("batch", "mel_frames", MEL_BINS)),),
+        (TensorSpec("x_vector", "float32", ("batch", hidden)),))
+
+
+def speech_encoder_spec() -> GraphSpec:
+    """Base models: 24 kHz waveform -> the first 16 code groups of the 12 Hz speech tokenizer (Mimi). The graph
+    returns Mimi's encoded length; the runtime keeps ceil(samples / 1920) frames, as the official encode."""
+    return GraphSpec(
+        "speech_encoder", "speech_encoder.onnx",
+        (TensorSpec("waveform", "float32", ("batch", "samples")),),
+        (TensorSpec("codes", "int64", ("batch", NUM_CODE_GROUPS, "frames")),))
+
+
+def codec_embedder_spec(hidden: int) -> GraphSpec:
+    """Base models: reference-audio frames -> talker inputs, each the sum of its 16 group embeddings (the talker's
+    codec embedding for group 0, the code predictor's tables for groups 1-15), as the official ICL prompt."""
+    return GraphSpec(
+        "codec_embedder", "codec_embedder.onnx",
+        (TensorSpec("codes", "int64", ("batch", "frames", NUM_CODE_GROUPS)),),
+        (TensorSpec("embeds", "float32", ("batch", "frames", hidden)),))
+
+
 def graph_specs(cfg: dict) -> dict:
-    """Every graph's spec, keyed by graph name, from a config holding the talker's dimensions (the checkpoint's
-    talker_config at export, the manifest's config in the runtime: the keys are the same)."""
+    """Every graph's spec, keyed by graph name, from a config holding the talker's dimensions and the model type
+    (the manifest's config; at export, the checkpoint's talker_config plus tts_model_type)."""
     h = cfg["hidden_size"]
-    specs = (text_embedder_spec(h),
+    specs = [text_embedder_spec(h),
              talker_spec(h, cfg["num_hidden_layers"], cfg["num_key_value_heads"], cfg["head_dim"]),
-             code_predictor_spec(h), speech_decoder_spec())
+             code_predictor_spec(h), speech_decoder_spec()]
+    if cfg["tts_model_type"] == "base":
+        specs += [speaker_encoder_spec(h), speech_encoder_spec(), codec_embedder_spec(h)]
     return {s.name: s for s in specs}
 
 

@@ -6,7 +6,7 @@ both rows into embeddings in one run. What is fed after the prompt, one vector p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -22,6 +22,11 @@ def assistant_text(text: str) -> str:
 
 def instruct_text(instruct: str) -> str:
     return f"<|im_start|>user\n{instruct}<|im_end|>\n"
+
+
+def reference_text(text: str) -> str:
+    """The ICL reference transcript template; its ids [3:-2] are the transcript tokens."""
+    return f"<|im_start|>assistant\n{text}<|im_end|>\n"
 
 
 class TextTokenizer:
@@ -48,10 +53,22 @@ class TextTokenizer:
 
 @dataclass
 class PromptRows:
-    """One sample's prompt: parallel text/codec id rows, and the trailing text ids fed per generated frame."""
+    """One sample's prompt: parallel text/codec id rows, and the trailing text ids fed per generated frame.
+
+    Voice cloning puts vectors on the codec track (the x-vector, the reference frames): `codec_vectors` holds
+    (first position, float32 [n, H]) pairs added to the embeddings there, where codec_ids is -1."""
     text_ids: list
     codec_ids: list
     trailing_ids: list  # text ids; the runtime feeds tts_pad once they run out
+    codec_vectors: list = field(default_factory=list)
+
+
+@dataclass
+class ICLReference:
+    """The in-context part of a voice-clone prompt: transcript ids (reference_text(...) ids [3:-2]) and the reference
+    frames as talker inputs (each the sum of its 16 group embeddings, from the codec_embedder graph)."""
+    text_ids: list
+    frame_embeds: np.ndarray  # [F, H]
 
 
 def language_id(cfg: dict, language: str, speaker: str | None) -> int | None:
@@ -65,19 +82,21 @@ def language_id(cfg: dict, language: str, speaker: str | None) -> int | None:
 
 
 def build_rows(cfg: dict, text_ids: list, language: str, speaker: str | None, instruct_ids: list | None,
-               non_streaming_mode: bool) -> PromptRows:
-    """text_ids: ids of assistant_text(text); instruct_ids: ids of instruct_text(instruct) or None."""
+               non_streaming_mode: bool, x_vector: np.ndarray | None = None,
+               icl: ICLReference | None = None) -> PromptRows:
+    """text_ids: ids of assistant_text(text); instruct_ids: ids of instruct_text(instruct) or None.
+    speaker (CustomVoice) or x_vector (Base) fills the speaker slot; icl adds the reference transcript and frames."""
     lid = language_id(cfg, language, speaker)
     if lid is None:
-        codec = [cfg["codec_nothink_id"], cfg["codec_think_bos_id"], cfg["codec_think_eos_id"]]
+        prefix = [cfg["codec_nothink_id"], cfg["codec_think_bos_id"], cfg["codec_think_eos_id"]]
     else:
-        codec = [cfg["codec_think_id"], cfg["codec_think_bos_id"], lid, cfg["codec_think_eos_id"]]
-    if speaker:
-        codec.append(cfg["spk_id"][speaker])
-    codec += [cfg["codec_pad_id"], cfg["codec_bos_id"]]
+        prefix = [cfg["codec_think_id"], cfg["codec_think_bos_id"], lid, cfg["codec_think_eos_id"]]
+    slot = [cfg["spk_id"][speaker]] if speaker else ([-1] if x_vector is not None else [])
+    codec = prefix + slot + [cfg["codec_pad_id"], cfg["codec_bos_id"]]
     pad, bos, eos = cfg["tts_pad_token_id"], cfg["tts_bos_token_id"], cfg["tts_eos_token_id"]
+    codec_pad, codec_bos = cfg["codec_pad_id"], cfg["codec_bos_id"]
 
-    text_row, codec_row = [], []
+    text_row, codec_row, vectors = [], [], []
     if instruct_ids:
         text_row += list(instruct_ids)
         codec_row += [-1] * len(instruct_ids)
@@ -85,17 +104,33 @@ def build_rows(cfg: dict, text_ids: list, language: str, speaker: str | None, in
     codec_row += [-1] * 3
     n = len(codec)
     text_row += [pad] * (n - 2) + [bos]
+    if x_vector is not None:
+        vectors.append((len(codec_row) + len(prefix), np.asarray(x_vector, np.float32)[None]))
     codec_row += codec[:-1]
     body = text_ids[3:-5]
-    if non_streaming_mode:
+    if icl is not None:
+        # ┌ text track: reference transcript, target text, tts_eos ┐ against ┌ codec track: bos, reference frames ┐
+        t_ids = list(icl.text_ids) + body + [eos]
+        t1, t2 = len(t_ids), icl.frame_embeds.shape[0] + 1
+        if non_streaming_mode:  # all text first (over codec pad), then the frames (over tts_pad)
+            text_row += t_ids
+            codec_row += [codec_pad] * t1
+            text_row += [pad] * t2
+            trailing = [pad]
+        else:  # text and frames side by side; leftover text trails, or tts_pad pads the text
+            text_row += t_ids[:t2] + [pad] * max(0, t2 - t1)
+            trailing = t_ids[t2:] if t1 > t2 else [pad]
+        vectors.append((len(codec_row) + 1, icl.frame_embeds))
+        codec_row += [codec_bos] + [-1] * (t2 - 1)
+    elif non_streaming_mode:
         text_row += body + [eos, pad]
-        codec_row += [cfg["codec_pad_id"]] * (len(body) + 1) + [cfg["codec_bos_id"]]
+        codec_row += [codec_pad] * (len(body) + 1) + [codec_bos]
         trailing = [pad]
     else:
         text_row.append(body[0])
-        codec_row.append(cfg["codec_bos_id"])
+        codec_row.append(codec_bos)
         trailing = body[1:] + [eos]
-    return PromptRows(text_row, codec_row, trailing)
+    return PromptRows(text_row, codec_row, trailing, vectors)
 
 
 def left_pad(embeds: list, hidden: int):

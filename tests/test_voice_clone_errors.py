@@ -1,0 +1,85 @@
+"""Bad reference audio and bad voice prompts get the project's own clear error, never a deep traceback."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audio_clips import clip, write
+from qwen3_tts_onnx import InputError, VoicePrompt
+
+
+def _err(m, audio, match, **kw):
+    with pytest.raises(InputError, match=match):
+        m.ours.create_voice_clone_prompt(audio, **{"x_vector_only_mode": True, **kw})
+
+
+def test_bad_reference_audio(models, tmp_path):
+    m = models("base_equal")
+    _err(m, (np.zeros(0, np.float32), 24000), "empty")
+    _err(m, (clip(0.05, 24000), 24000), "shorter than one 80 ms frame")
+    _err(m, (np.zeros(48000, np.float32), 24000), "silent")
+    nan = clip(1, 24000)
+    nan[100] = np.nan
+    _err(m, (nan, 24000), "NaN or infinite")
+    inf = clip(1, 16000)
+    inf[5] = np.inf
+    _err(m, (inf, 16000), "NaN or infinite")
+    _err(m, (clip(61, 16000), 16000), "limit is 60 s")
+    _err(m, (clip(1, 24000), 0), "sample rate")
+    _err(m, clip(1, 24000), "no sample rate")
+    _err(m, str(tmp_path / "missing.wav"), "does not exist")
+    _err(m, "https://example.com/voice.wav", "download")
+    _err(m, b"", "empty")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    _err(m, str(junk), "cannot read")
+    good = write(tmp_path / "good.wav", 2, 24000)
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(good.read_bytes()[:30])  # cut inside the header
+    _err(m, str(truncated), "cannot read")
+    text = tmp_path / "notes.txt"
+    text.write_text("not audio at all " * 40)
+    _err(m, str(text), "cannot read")
+    _err(m, 12345, "unsupported reference audio type")
+
+
+def test_truncated_data_chunk_reads_what_is_there(models, tmp_path):
+    """A WAV cut inside its data (an interrupted download) is read up to the cut, as libsndfile does."""
+    m = models("base_equal")
+    good = write(tmp_path / "good.wav", 2, 24000)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(good.read_bytes()[:44 + 2 * 24000])  # header + 1 s of 16-bit samples
+    p = m.ours.create_voice_clone_prompt(str(cut), ref_text="Hello there.")[0]
+    assert p.ref_codes.shape == (13, 16)
+
+
+def test_icl_needs_transcript(models, tmp_path):
+    m = models("base_equal")
+    path = str(write(tmp_path / "a.wav", 2, 24000))
+    for rt in (None, ""):
+        with pytest.raises(InputError, match="ref_text is required"):
+            m.ours.create_voice_clone_prompt(path, ref_text=rt)
+        with pytest.raises(InputError, match="ref_text is required"):
+            m.ours.generate_voice_clone("Hi there.", ref_audio=path, ref_text=rt)
+    with pytest.raises(InputError, match="special token"):
+        m.ours.create_voice_clone_prompt(path, ref_text="hello <|im_end|>")
+    with pytest.raises(InputError, match="pass ref_audio"):
+        m.ours.generate_voice_clone("Hi there.")
+
+
+def test_voice_prompt_from_another_model(models, tmp_path):
+    m = models("base_equal")
+    path = str(write(tmp_path / "a.wav", 2, 24000))
+    p = m.ours.create_voice_clone_prompt(path, ref_text="Hello there.")[0]
+    other = VoicePrompt(np.zeros(2048, np.float32), p.ref_codes, p.ref_text, False, "1b7")
+    with pytest.raises(InputError, match="made with a 1b7 Base model"):
+        m.ours.generate_voice_clone("Hi.", voice_clone_prompt=other)
+    file = other.save(tmp_path / "other.voice")
+    with pytest.raises(InputError, match="made with a 1b7 Base model"):
+        m.ours.generate_voice_clone("Hi.", voice_clone_prompt=str(file))
+    bad = tmp_path / "bad.voice"
+    bad.write_bytes(b"not a prompt")
+    with pytest.raises(InputError, match="not a voice prompt"):
+        VoicePrompt.load(bad)
+    with pytest.raises(InputError, match="does not exist"):
+        VoicePrompt.load(tmp_path / "none.voice")
