@@ -126,3 +126,8 @@ def test_clone_api_on_other_model_types(models):
         m.ours.generate_voice_clone("Hi.", ref_audio=(clip(1, 24000), 24000), x_vector_only_mode=True)
     with pytest.raises(InputError, match="needs a base model"):
         m.ours.create_voice_clone_prompt((clip(1, 24000), 24000), x_vector_only_mode=True)
+
+
+def test_unknown_decode_mode(models):
+    with pytest.raises(InputError, match="decode_mode must be one of"):
+        models("cv_wide").ours.generate_custom_voice("Hi.", speaker="ryan", decode_mode="fast")

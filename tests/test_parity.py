@@ -91,3 +91,22 @@ def test_windowed_decode_matches_official(models, frames):
     got = m.ours.decode(codes)
     assert got.shape == want[0].shape == (frames * 1920,)
     assert np.abs(got - want[0]).max() <= 1e-4
+
+
+@pytest.mark.parametrize("frames", [120, 650])
+def test_exact_decode_is_one_pass_of_the_official_decoder(models, frames):
+    """decode_mode="exact" equals the official decoder run once over the whole sequence (no 300/25 windows), and
+    the windowed default up to 300 frames."""
+    m = models("cv_wide")
+    codes = np.random.default_rng(frames + 1).integers(0, 2048, size=(frames, 16), dtype=np.int64)
+    with torch.no_grad():
+        want = m.ref.model.speech_tokenizer.model.decoder(torch.from_numpy(codes.T[None].copy()))[0, 0].numpy()
+    got = m.ours.decode(codes, decode_mode="exact")
+    assert got.shape == want.shape == (frames * 1920,)
+    assert np.abs(got - want).max() <= 1e-4
+    windowed = m.ours.decode(codes)
+    if frames <= 300:
+        assert np.abs(got - windowed).max() <= 1e-5
+    else:  # the windows' seams: a real difference past frame 300, none before
+        assert np.abs(got[:300 * 1920] - windowed[:300 * 1920]).max() <= 1e-5
+        assert np.abs(got - windowed).max() > 1e-3

@@ -83,3 +83,12 @@ def test_voice_prompt_from_another_model(models, tmp_path):
         VoicePrompt.load(bad)
     with pytest.raises(InputError, match="does not exist"):
         VoicePrompt.load(tmp_path / "none.voice")
+
+
+def test_low_level_encoders_check_their_input(models):
+    m = models("base_equal")
+    for bad in (np.zeros(0, np.float32), np.zeros(100, np.float32), np.zeros((2, 4000), np.float32)):
+        with pytest.raises(InputError, match="24 kHz mono"):
+            m.ours.encode_speech(bad)
+        with pytest.raises(InputError, match="24 kHz mono"):
+            m.ours.speaker_embedding(bad)

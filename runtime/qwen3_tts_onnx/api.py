@@ -17,7 +17,7 @@ from . import artifacts as artifacts_mod
 from . import audio as audio_mod
 from . import contracts as C
 from . import sessions as sessions_mod
-from .decode import decode_windowed
+from .decode import DECODE_MODES, decode_windowed
 from .errors import InputError
 from .generate import FrameLoop, GenerationOptions, collect
 from .prompt import (MAX_TEXT_TOKENS, ICLReference, TextTokenizer, assistant_text, build_rows, instruct_text,
@@ -159,12 +159,19 @@ class Qwen3TTS:
         rng = np.random.default_rng(seed)
         return collect(self._loop.run(x, mask, pos, trailing, pad_embed, opts, rng), len(rows))
 
-    def decode(self, codes) -> np.ndarray:
-        """codes [F, 16] -> float32 waveform at 24 kHz (the official 300/25 windowed decode)."""
-        return decode_windowed(self.sessions["speech_decoder"], codes)
+    def decode(self, codes, decode_mode: str = "windowed") -> np.ndarray:
+        """codes [F, 16] -> float32 waveform at 24 kHz. decode_mode "windowed": the official 300/25 windowed decode
+        (default, identical to the official package); "exact": one pass, without the seams every 300 frames."""
+        return decode_windowed(self.sessions["speech_decoder"], codes, self._check_decode_mode(decode_mode))
 
-    def _finish(self, codes: list) -> tuple[list, int]:
-        return [self.decode(c) for c in codes], C.SAMPLE_RATE
+    @staticmethod
+    def _check_decode_mode(decode_mode: str) -> str:
+        if decode_mode not in DECODE_MODES:
+            raise InputError(f"decode_mode must be one of {DECODE_MODES}, got {decode_mode!r}")
+        return decode_mode
+
+    def _finish(self, codes: list, decode_mode: str) -> tuple[list, int]:
+        return [self.decode(c, decode_mode) for c in codes], C.SAMPLE_RATE
 
     # ------------------------------------------------------------------------------------------------ official API
     def _custom_voice_rows(self, text, speaker, language, instruct, non_streaming_mode) -> list:
@@ -181,10 +188,12 @@ class Qwen3TTS:
                 for t, lang, spk, ins in zip(texts, languages, speakers, instructs)]
 
     def generate_custom_voice(self, text, speaker, language=None, instruct=None, non_streaming_mode: bool = True,
-                              seed: int | None = None, **kwargs: Any) -> tuple[list, int]:
+                              seed: int | None = None, decode_mode: str = "windowed",
+                              **kwargs: Any) -> tuple[list, int]:
         """Speak text with a preset speaker; returns ([float32 waveform per text], 24000)."""
+        self._check_decode_mode(decode_mode)
         rows = self._custom_voice_rows(text, speaker, language, instruct, non_streaming_mode)
-        return self._finish(self.generate_codes(rows, seed=seed, **kwargs))
+        return self._finish(self.generate_codes(rows, seed=seed, **kwargs), decode_mode)
 
     def _voice_design_rows(self, text, instruct, language, non_streaming_mode) -> list:
         self._require("voice_design", "generate_voice_design")
@@ -196,10 +205,12 @@ class Qwen3TTS:
                 for t, lang, ins in zip(texts, languages, instructs)]
 
     def generate_voice_design(self, text, instruct, language=None, non_streaming_mode: bool = True,
-                              seed: int | None = None, **kwargs: Any) -> tuple[list, int]:
+                              seed: int | None = None, decode_mode: str = "windowed",
+                              **kwargs: Any) -> tuple[list, int]:
         """Speak text in a voice described in words (`instruct`); returns ([waveforms], 24000)."""
+        self._check_decode_mode(decode_mode)
         rows = self._voice_design_rows(text, instruct, language, non_streaming_mode)
-        return self._finish(self.generate_codes(rows, seed=seed, **kwargs))
+        return self._finish(self.generate_codes(rows, seed=seed, **kwargs), decode_mode)
 
     # ------------------------------------------------------------------------------------------------ voice cloning
     def _reference_audio(self, audio) -> np.ndarray:
@@ -208,13 +219,22 @@ class Qwen3TTS:
         audio_mod.check(wav, sr)
         return audio_mod.resample(wav, sr)
 
+    @staticmethod
+    def _check_wav24(wav24) -> np.ndarray:
+        wav24 = np.asarray(wav24, dtype=np.float32)
+        if wav24.ndim != 1 or wav24.shape[0] < audio_mod.MIN_REF_SAMPLES:
+            raise InputError(f"expected 24 kHz mono samples [n >= {audio_mod.MIN_REF_SAMPLES}], got shape "
+                             f"{wav24.shape}; create_voice_clone_prompt takes audio in any form")
+        return wav24
+
     def speaker_embedding(self, wav24: np.ndarray) -> np.ndarray:
         """24 kHz mono -> x-vector [H] (log-mel front end + speaker_encoder graph)."""
-        mels = audio_mod.log_mel(wav24)[None]
+        mels = audio_mod.log_mel(self._check_wav24(wav24))[None]
         return self.sessions["speaker_encoder"].run(["x_vector"], {"mels": mels})[0][0]
 
     def encode_speech(self, wav24: np.ndarray) -> np.ndarray:
         """24 kHz mono -> codes [ceil(n / 1920), 16] int64 (speech_encoder graph), as the official encode."""
+        wav24 = self._check_wav24(wav24)
         codes = self.sessions["speech_encoder"].run(["codes"], {"waveform": wav24[None].astype(np.float32)})[0][0]
         return np.ascontiguousarray(codes[:, :-(-wav24.shape[0] // C.SAMPLES_PER_FRAME)].T)
 
@@ -286,14 +306,14 @@ class Qwen3TTS:
             rows.append(build_rows(self.cfg, ids, lang, None, None, non_streaming_mode, x_vector=p.x_vector, icl=icl))
         return rows, prompts
 
-    def decode_clone(self, codes: np.ndarray, prompt: VoicePrompt) -> np.ndarray:
+    def decode_clone(self, codes: np.ndarray, prompt: VoicePrompt, decode_mode: str = "windowed") -> np.ndarray:
         """Generated codes -> waveform; in ICL mode the reference codes go in front for decoding and the reference
         part is cut off afterwards, with the official float arithmetic (it keeps one extra sample for ~4 % of
         lengths)."""
         if not prompt.icl_mode:
-            return self.decode(codes)
+            return self.decode(codes, decode_mode)
         full = np.concatenate([prompt.ref_codes, codes.reshape(-1, C.NUM_CODE_GROUPS)], axis=0)
-        wav = self.decode(full)
+        wav = self.decode(full, decode_mode)
         ref_len, total_len = int(prompt.ref_codes.shape[0]), int(full.shape[0])
         cut = int(ref_len / max(total_len, 1) * wav.shape[0])
         return wav[cut:]
@@ -301,12 +321,13 @@ class Qwen3TTS:
     def generate_voice_clone(self, text, language=None, ref_audio=None, ref_text=None,
                              x_vector_only_mode: bool | list = False, voice_clone_prompt=None,
                              non_streaming_mode: bool = False, seed: int | None = None,
-                             **kwargs: Any) -> tuple[list, int]:
+                             decode_mode: str = "windowed", **kwargs: Any) -> tuple[list, int]:
         """Speak text in the voice of a reference recording (Base models); returns ([waveforms], 24000).
 
         Give ref_audio (+ ref_text for ICL mode, or x_vector_only_mode=True), or a voice_clone_prompt from
         create_voice_clone_prompt (a VoicePrompt, a list of them, or saved prompt file paths)."""
+        self._check_decode_mode(decode_mode)
         rows, prompts = self._voice_clone_rows(text, language, ref_audio, ref_text, x_vector_only_mode,
                                                voice_clone_prompt, non_streaming_mode)
         codes = self.generate_codes(rows, seed=seed, **kwargs)
-        return [self.decode_clone(c, p) for c, p in zip(codes, prompts)], C.SAMPLE_RATE
+        return [self.decode_clone(c, p, decode_mode) for c, p in zip(codes, prompts)], C.SAMPLE_RATE

@@ -1,7 +1,8 @@
 """qwen3-tts: command line.
 
     qwen3-tts speak --model DIR --text TEXT [--speaker S] [--language L] [--instruct I] [--greedy] [--seed N]
-                    [--max-new-tokens N] [--streaming-text | --non-streaming-text] --out out.wav [--codes-out codes.npy]
+                    [--max-new-tokens N] [--streaming-text | --non-streaming-text] [--decode-mode windowed|exact]
+                    --out out.wav [--codes-out codes.npy]
                     [--ref-audio FILE [--ref-text TEXT | --x-vector-only] | --voice voice.qvoice]   (Base models)
     qwen3-tts voice create --model DIR --ref-audio FILE [--ref-text TEXT | --x-vector-only] --out voice.qvoice
 """
@@ -56,7 +57,7 @@ def _speak(a) -> int:
     codes = tts.generate_codes(rows, seed=a.seed, **kwargs)[0]
     if a.codes_out:
         np.save(a.codes_out, codes.astype(np.int64))
-    wav = tts.decode(codes) if prompt is None else tts.decode_clone(codes, prompt)
+    wav = tts.decode(codes, a.decode_mode) if prompt is None else tts.decode_clone(codes, prompt, a.decode_mode)
     sf.write(a.out, wav, 24000, subtype="PCM_16")
     print(f"wrote {a.out}: {len(wav) / 24000:.2f} s, {codes.shape[0]} frames", file=sys.stderr)
     return 0
@@ -99,6 +100,9 @@ def main(argv=None) -> int:
                         help="feed the whole text in the prompt (official default for CustomVoice/VoiceDesign)")
     layout.add_argument("--streaming-text", dest="non_streaming_mode", action="store_const", const=False,
                         help="feed the text one token per frame (official default for voice cloning)")
+    s.add_argument("--decode-mode", choices=["windowed", "exact"], default="windowed",
+                   help="windowed: the official 300-frame windows (default, identical to the official package); "
+                        "exact: one pass, without the window seams (differs only past 300 frames = 24 s)")
     s.add_argument("--threads", type=int, help="CPU threads per session (default: all cores)")
     s.add_argument("--out", required=True, help="output WAV path")
     s.add_argument("--codes-out", help="also save the codes as int64 [frames, 16] .npy")

@@ -2,7 +2,9 @@
 
 The official decode cuts the codes into windows of 300 frames, re-decodes each with up to 25 frames of left context
 (positions restarting at 0), and drops the context's samples. Past 300 frames this is not the same as one pass over
-the whole sequence (the decoder's receptive field is longer than 25 frames); we reproduce it exactly.
+the whole sequence (the decoder's receptive field is longer than 25 frames); "windowed" reproduces it exactly and is
+the default. "exact" decodes the whole sequence in one pass: what the decoder computes without the windowing, the
+same as "windowed" up to 300 frames (within float rounding), and free of the window seams after that.
 """
 from __future__ import annotations
 
@@ -21,8 +23,13 @@ def windows(num_frames: int, chunk: int = C.DECODE_CHUNK_FRAMES, context: int = 
         start = end
 
 
-def decode_windowed(session, codes: np.ndarray) -> np.ndarray:
-    """codes [F, 16] int64 -> float32 waveform [F * 1920]."""
+DECODE_MODES = ("windowed", "exact")
+
+
+def decode_windowed(session, codes: np.ndarray, mode: str = "windowed") -> np.ndarray:
+    """codes [F, 16] int64 -> float32 waveform [F * 1920]; mode "windowed" (official) or "exact" (one pass)."""
+    if mode not in DECODE_MODES:
+        raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {mode!r}")
     codes = np.asarray(codes, dtype=np.int64)
     if codes.ndim != 2 or codes.shape[1] != C.NUM_CODE_GROUPS:
         raise ValueError(f"codes must have shape [frames, {C.NUM_CODE_GROUPS}], got {codes.shape}")
@@ -30,6 +37,8 @@ def decode_windowed(session, codes: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.float32)
     if codes.min() < 0 or codes.max() >= C.CODEBOOK_SIZE:
         raise ValueError(f"codes must lie in 0..{C.CODEBOOK_SIZE - 1}, got {codes.min()}..{codes.max()}")
+    if mode == "exact":
+        return session.run(["waveform"], {"codes": np.ascontiguousarray(codes.T[None])})[0][0]
     pieces = []
     for first, keep, end in windows(codes.shape[0]):
         chunk = np.ascontiguousarray(codes[first:end].T[None])
