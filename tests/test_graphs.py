@@ -90,3 +90,21 @@ def test_speech_decoder_window(models, frames):
     got = _session(m, "speech_decoder").run(None, {"codes": codes.numpy()})[0]
     assert got.shape == want.shape == (1, frames * 1920)
     assert np.abs(got - want).max() <= TOL
+
+
+def test_speaker_encoder_from_the_released_config():
+    """The released configs give only enc_dim and sample_rate; the rest are the official class defaults."""
+    from qwen3_tts_export.modules.speaker_encoder import SpeakerEncoder
+    from qwen3_tts_export.reference import official_classes
+
+    official_classes()
+    from qwen_tts.core.models.configuration_qwen3_tts import Qwen3TTSSpeakerEncoderConfig
+    from qwen_tts.core.models.modeling_qwen3_tts import Qwen3TTSSpeakerEncoder
+
+    cfg = {"enc_dim": 64, "sample_rate": 24000}
+    torch.manual_seed(0)
+    ref = Qwen3TTSSpeakerEncoder(Qwen3TTSSpeakerEncoderConfig(**cfg)).eval()
+    ours = SpeakerEncoder({"speaker_encoder." + k: v for k, v in ref.state_dict().items()}, cfg).eval()
+    mels = torch.randn(2, 40, 128, generator=torch.Generator().manual_seed(1)) * 2 - 4
+    with torch.no_grad():
+        assert (ours(mels) - ref(mels)).abs().max().item() <= TOL

@@ -63,9 +63,16 @@ def _stats(x, weights, eps: float = 1e-12):
     return mean, std
 
 
+# The official Qwen3TTSSpeakerEncoderConfig defaults: the released configs set only enc_dim and sample_rate.
+CONFIG_DEFAULTS = dict(mel_dim=128, enc_channels=[512, 512, 512, 512, 1536], enc_kernel_sizes=[5, 3, 3, 3, 1],
+                       enc_dilations=[1, 2, 3, 4, 1], enc_attention_channels=128, enc_res2net_scale=8,
+                       enc_se_channels=128)
+
+
 class SpeakerEncoder(nn.Module):
     def __init__(self, sd: dict, cfg: dict):
         super().__init__()
+        cfg = {**CONFIG_DEFAULTS, **cfg}
         p = "speaker_encoder."
         dil, scale = cfg["enc_dilations"], cfg["enc_res2net_scale"]
         self.block0 = TDNN(sd, p + "blocks.0.conv.", dil[0])
