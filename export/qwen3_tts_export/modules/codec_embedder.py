@@ -9,13 +9,15 @@ from torch import nn
 
 from qwen3_tts_onnx.contracts import NUM_CODE_GROUPS
 
+from .common import frozen
+
 
 class CodecEmbedder(nn.Module):
     def __init__(self, sd: dict):
         super().__init__()
         tables = [sd["talker.model.codec_embedding.weight"]]
         tables += [sd[f"talker.code_predictor.model.codec_embedding.{g}.weight"] for g in range(NUM_CODE_GROUPS - 1)]
-        self.tables = nn.ParameterList(nn.Parameter(t.clone(), requires_grad=False) for t in tables)
+        self.tables = nn.ParameterList(frozen(t) for t in tables)
 
     def forward(self, codes):
         out = self.tables[0][codes[..., 0]]

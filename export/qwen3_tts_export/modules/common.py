@@ -1,8 +1,16 @@
-"""Building blocks shared by the talker and the code predictor (Qwen3 decoder layers)."""
+"""Building blocks shared by the modules: frozen weights, the matmul-friendly Linear, RMSNorm, RoPE, the Qwen3
+decoder layer (talker, code predictor), causal convolutions, multi-head attention and RVQ codebooks (speech
+encoder and decoder)."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+def frozen(t: torch.Tensor) -> nn.Parameter:
+    """A copy of a checkpoint tensor as a constant of the traced graph."""
+    return nn.Parameter(t.clone(), requires_grad=False)
 
 
 class Linear(nn.Module):
@@ -96,3 +104,39 @@ class Qwen3Layer(nn.Module):
         h = self.post_attention_layernorm(x)
         x = x + self.down_proj(torch.nn.functional.silu(self.gate_proj(h)) * self.up_proj(h))
         return x, k, v
+
+
+class CausalConv(nn.Module):
+    """Conv1d that sees only the past: (k-1)·dilation+1-stride samples of left padding. A strided conv also gets
+    stride-1 samples on the right, a constant amount that finishes the last window (ceil(L/stride) outputs) and
+    whose surplus no window reads, so the graph has no length-dependent padding. The bias is optional."""
+
+    def __init__(self, sd: dict, prefix: str, stride: int = 1, dilation: int = 1, groups: int = 1,
+                 pad_mode: str = "constant"):
+        super().__init__()
+        self.weight = frozen(sd[prefix + "weight"])
+        self.bias = frozen(sd[prefix + "bias"]) if prefix + "bias" in sd else None
+        self.stride, self.dilation, self.groups, self.pad_mode = stride, dilation, groups, pad_mode
+        self.pad = ((self.weight.shape[-1] - 1) * dilation + 1 - stride, stride - 1)
+
+    def forward(self, x):
+        if self.pad != (0, 0):
+            x = F.pad(x, self.pad, mode=self.pad_mode)
+        return F.conv1d(x, self.weight, self.bias, stride=self.stride, dilation=self.dilation, groups=self.groups)
+
+
+def multi_head_attention(h, q_proj: Linear, k_proj: Linear, v_proj: Linear, o_proj: Linear, heads: int,
+                         head_dim: int, cos, sin, mask):
+    """Plain multi-head self-attention with RoPE over normalised inputs h [B, T, C]; mask [1, 1, T, T] (True =
+    may attend). Used by the speech tokenizer's transformers (no KV cache, no GQA)."""
+    b, t, _ = h.shape
+    q = apply_rope(q_proj(h).view(b, t, heads, head_dim).transpose(1, 2), cos, sin)
+    k = apply_rope(k_proj(h).view(b, t, heads, head_dim).transpose(1, 2), cos, sin)
+    v = v_proj(h).view(b, t, heads, head_dim).transpose(1, 2)
+    scores = ((q @ k.transpose(-1, -2)) * (head_dim ** -0.5)).masked_fill(~mask, float("-inf"))
+    return o_proj((torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, t, heads * head_dim))
+
+
+def codebook(embed_sum: torch.Tensor, cluster_usage: torch.Tensor) -> torch.Tensor:
+    """An RVQ codebook's entries, as the official EuclideanCodebook computes them."""
+    return embed_sum / cluster_usage.clamp(min=1e-5)[:, None]

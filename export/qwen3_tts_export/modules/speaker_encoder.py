@@ -13,14 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import frozen
+
 
 class TDNN(nn.Module):
     """Conv1d with reflect "same" padding, then ReLU (unless relu=False)."""
 
     def __init__(self, sd: dict, prefix: str, dilation: int = 1, relu: bool = True):
         super().__init__()
-        self.weight = nn.Parameter(sd[prefix + "weight"].clone(), requires_grad=False)
-        self.bias = nn.Parameter(sd[prefix + "bias"].clone(), requires_grad=False)
+        self.weight = frozen(sd[prefix + "weight"])
+        self.bias = frozen(sd[prefix + "bias"])
         total = dilation * (self.weight.shape[-1] - 1)
         self.pad = (total // 2, total - total // 2)
         self.dilation, self.relu = dilation, relu

@@ -13,26 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import Linear, apply_rope, rms_norm, rope_cos_sin, rope_inv_freq
-
-
-class CausalConv(nn.Module):
-    def __init__(self, sd: dict, prefix: str, dilation: int = 1, groups: int = 1):
-        super().__init__()
-        self.weight = nn.Parameter(sd[prefix + "weight"].clone(), requires_grad=False)
-        self.bias = nn.Parameter(sd[prefix + "bias"].clone(), requires_grad=False)
-        self.dilation, self.groups = dilation, groups
-        self.pad = (self.weight.shape[-1] - 1) * dilation
-
-    def forward(self, x):
-        return F.conv1d(F.pad(x, (self.pad, 0)), self.weight, self.bias, dilation=self.dilation, groups=self.groups)
+from .common import (CausalConv, Linear, codebook, frozen, multi_head_attention, rms_norm, rope_cos_sin,
+                     rope_inv_freq)
 
 
 class CausalTransConv(nn.Module):
     def __init__(self, sd: dict, prefix: str, stride: int):
         super().__init__()
-        self.weight = nn.Parameter(sd[prefix + "weight"].clone(), requires_grad=False)
-        self.bias = nn.Parameter(sd[prefix + "bias"].clone(), requires_grad=False)
+        self.weight = frozen(sd[prefix + "weight"])
+        self.bias = frozen(sd[prefix + "bias"])
         self.stride = stride
         self.trim = self.weight.shape[-1] - stride
 
@@ -69,11 +58,11 @@ class ConvNeXt(nn.Module):
         super().__init__()
         dim = sd[prefix + "norm.weight"].shape[0]
         self.dwconv = CausalConv(sd, prefix + "dwconv.conv.", groups=dim)
-        self.norm_w = nn.Parameter(sd[prefix + "norm.weight"].clone(), requires_grad=False)
-        self.norm_b = nn.Parameter(sd[prefix + "norm.bias"].clone(), requires_grad=False)
+        self.norm_w = frozen(sd[prefix + "norm.weight"])
+        self.norm_b = frozen(sd[prefix + "norm.bias"])
         self.pw1 = Linear(sd[prefix + "pwconv1.weight"], sd[prefix + "pwconv1.bias"])
         self.pw2 = Linear(sd[prefix + "pwconv2.weight"], sd[prefix + "pwconv2.bias"])
-        self.gamma = nn.Parameter(sd[prefix + "gamma"].clone(), requires_grad=False)
+        self.gamma = frozen(sd[prefix + "gamma"])
 
     def forward(self, x):
         h = self.dwconv(x).transpose(1, 2)
@@ -93,27 +82,20 @@ class TransformerLayer(nn.Module):
         self.v, self.o = Linear(sd[a + "v_proj.weight"]), Linear(sd[a + "o_proj.weight"])
         self.gate, self.up = Linear(sd[prefix + "mlp.gate_proj.weight"]), Linear(sd[prefix + "mlp.up_proj.weight"])
         self.down = Linear(sd[prefix + "mlp.down_proj.weight"])
-        self.ln1 = nn.Parameter(sd[prefix + "input_layernorm.weight"].clone(), requires_grad=False)
-        self.ln2 = nn.Parameter(sd[prefix + "post_attention_layernorm.weight"].clone(), requires_grad=False)
-        self.ls1 = nn.Parameter(sd[prefix + "self_attn_layer_scale.scale"].clone(), requires_grad=False)
-        self.ls2 = nn.Parameter(sd[prefix + "mlp_layer_scale.scale"].clone(), requires_grad=False)
+        self.ln1 = frozen(sd[prefix + "input_layernorm.weight"])
+        self.ln2 = frozen(sd[prefix + "post_attention_layernorm.weight"])
+        self.ls1 = frozen(sd[prefix + "self_attn_layer_scale.scale"])
+        self.ls2 = frozen(sd[prefix + "mlp_layer_scale.scale"])
 
     def forward(self, x, cos, sin, mask):
-        b, t, _ = x.shape
         h = rms_norm(x, self.ln1, self.eps)
-        q = apply_rope(self.q(h).view(b, t, self.h, self.d).transpose(1, 2), cos, sin)
-        k = apply_rope(self.k(h).view(b, t, self.h, self.d).transpose(1, 2), cos, sin)
-        v = self.v(h).view(b, t, self.h, self.d).transpose(1, 2)
-        scores = (q @ k.transpose(-1, -2)) * (self.d ** -0.5)
-        scores = scores.masked_fill(~mask, float("-inf"))
-        attn = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, t, self.h * self.d)
-        x = x + self.ls1 * self.o(attn)
+        x = x + self.ls1 * multi_head_attention(h, self.q, self.k, self.v, self.o, self.h, self.d, cos, sin, mask)
         h = rms_norm(x, self.ln2, self.eps)
         return x + self.ls2 * self.down(F.silu(self.gate(h)) * self.up(h))
 
 
 def _codebook(sd: dict, prefix: str) -> torch.Tensor:
-    return sd[prefix + "embedding_sum"] / sd[prefix + "cluster_usage"].clamp(min=1e-5)[:, None]
+    return codebook(sd[prefix + "embedding_sum"], sd[prefix + "cluster_usage"])
 
 
 class SpeechDecoder(nn.Module):
@@ -131,7 +113,7 @@ class SpeechDecoder(nn.Module):
         self.input_proj = Linear(sd[t + "input_proj.weight"], sd[t + "input_proj.bias"])
         self.output_proj = Linear(sd[t + "output_proj.weight"], sd[t + "output_proj.bias"])
         self.layers = nn.ModuleList(TransformerLayer(sd, f"{t}layers.{i}.", cfg) for i in range(cfg["num_hidden_layers"]))
-        self.norm = nn.Parameter(sd[t + "norm.weight"].clone(), requires_grad=False)
+        self.norm = frozen(sd[t + "norm.weight"])
         self.eps, self.window = cfg["rms_norm_eps"], cfg["sliding_window"]
         self.register_buffer("inv_freq", rope_inv_freq(cfg["head_dim"], cfg["rope_theta"]), persistent=False)
         self.upsample = nn.ModuleList()

@@ -8,8 +8,9 @@
       ─► codes [B,16,F],  F = ceil(S / 1920)
 
 Every convolution is causal: (k-1)·dilation+1-stride samples on the left. Mimi pads the right with just enough
-samples ((-L) mod stride) to finish the last window; we pad stride-1 samples instead, a constant amount that yields the
-same ceil(L/stride) outputs and whose surplus no window ever reads: no length-dependent padding in the graph.
+samples ((-L) mod stride) to finish the last window; common.CausalConv pads stride-1 samples instead, a constant
+amount that yields the same ceil(L/stride) outputs and whose surplus no window ever reads: no length-dependent
+padding in the graph.
 The configured sliding_window is not applied: transformers' Mimi builds a plain causal mask (SPEC §4.3).
 Nearest codebook entry: argmin over |e|² - 2·x·e (one MatMul + bias), the same argmin as Mimi's cdist up to rounding.
 """
@@ -19,32 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import Linear, apply_rope, rope_cos_sin, rope_inv_freq
-
-
-def _param(t: torch.Tensor) -> nn.Parameter:
-    return nn.Parameter(t.clone(), requires_grad=False)
-
-
-class Conv(nn.Module):
-    def __init__(self, sd: dict, prefix: str, stride: int = 1, dilation: int = 1, pad_mode: str = "constant"):
-        super().__init__()
-        self.weight = _param(sd[prefix + "weight"])
-        self.bias = _param(sd[prefix + "bias"]) if prefix + "bias" in sd else None
-        self.stride, self.dilation, self.pad_mode = stride, dilation, pad_mode
-        self.pad = ((self.weight.shape[-1] - 1) * dilation + 1 - stride, stride - 1)
-
-    def forward(self, x):
-        if self.pad != (0, 0):
-            x = F.pad(x, self.pad, mode=self.pad_mode)
-        return F.conv1d(x, self.weight, self.bias, stride=self.stride, dilation=self.dilation)
+from .common import CausalConv, Linear, codebook, frozen, multi_head_attention, rope_cos_sin, rope_inv_freq
 
 
 class ResidualBlock(nn.Module):
     def __init__(self, sd: dict, prefix: str, dilation: int, pad_mode: str):
         super().__init__()
-        self.conv1 = Conv(sd, prefix + "block.1.conv.", dilation=dilation, pad_mode=pad_mode)
-        self.conv2 = Conv(sd, prefix + "block.3.conv.", pad_mode=pad_mode)
+        self.conv1 = CausalConv(sd, prefix + "block.1.conv.", dilation=dilation, pad_mode=pad_mode)
+        self.conv2 = CausalConv(sd, prefix + "block.3.conv.", pad_mode=pad_mode)
 
     def forward(self, x):
         return x + self.conv2(F.elu(self.conv1(F.elu(x))))
@@ -61,20 +44,15 @@ class TransformerLayer(nn.Module):
         self.v, self.o = Linear(sd[a + "v_proj.weight"]), Linear(sd[a + "o_proj.weight"])
         self.fc1, self.fc2 = Linear(sd[prefix + "mlp.fc1.weight"]), Linear(sd[prefix + "mlp.fc2.weight"])
         n1, n2 = prefix + "input_layernorm.", prefix + "post_attention_layernorm."
-        self.ln1_w, self.ln1_b = _param(sd[n1 + "weight"]), _param(sd[n1 + "bias"])
-        self.ln2_w, self.ln2_b = _param(sd[n2 + "weight"]), _param(sd[n2 + "bias"])
-        self.ls1 = _param(sd[prefix + "self_attn_layer_scale.scale"])
-        self.ls2 = _param(sd[prefix + "mlp_layer_scale.scale"])
+        self.ln1_w, self.ln1_b = frozen(sd[n1 + "weight"]), frozen(sd[n1 + "bias"])
+        self.ln2_w, self.ln2_b = frozen(sd[n2 + "weight"]), frozen(sd[n2 + "bias"])
+        self.ls1 = frozen(sd[prefix + "self_attn_layer_scale.scale"])
+        self.ls2 = frozen(sd[prefix + "mlp_layer_scale.scale"])
 
     def forward(self, x, cos, sin, mask):
-        b, t, c = x.shape
+        c = x.shape[-1]
         h = F.layer_norm(x, (c,), self.ln1_w, self.ln1_b, self.eps)
-        q = apply_rope(self.q(h).view(b, t, self.h, self.d).transpose(1, 2), cos, sin)
-        k = apply_rope(self.k(h).view(b, t, self.h, self.d).transpose(1, 2), cos, sin)
-        v = self.v(h).view(b, t, self.h, self.d).transpose(1, 2)
-        scores = ((q @ k.transpose(-1, -2)) * (self.d ** -0.5)).masked_fill(~mask, float("-inf"))
-        attn = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, t, self.h * self.d)
-        x = x + self.ls1 * self.o(attn)
+        x = x + self.ls1 * multi_head_attention(h, self.q, self.k, self.v, self.o, self.h, self.d, cos, sin, mask)
         h = F.layer_norm(x, (c,), self.ln2_w, self.ln2_b, self.eps)
         return x + self.ls2 * self.fc2(F.gelu(self.fc1(h)))
 
@@ -86,8 +64,7 @@ class ResidualVQ(nn.Module):
         super().__init__()
         self.input_proj = Linear(sd[prefix + "input_proj.weight"][:, :, 0])
         c = prefix + "layers.{}.codebook."
-        books = [sd[c.format(i) + "embed_sum"] / sd[c.format(i) + "cluster_usage"].clamp(min=1e-5)[:, None]
-                 for i in range(n)]
+        books = [codebook(sd[c.format(i) + "embed_sum"], sd[c.format(i) + "cluster_usage"]) for i in range(n)]
         # |x - e|² = |x|² + |e|² - 2·x·e; |x|² is the same for every e, so argmin over x @ (-2e)ᵀ + |e|².
         self.dist = nn.ModuleList(Linear(-2.0 * e, e.pow(2).sum(-1)) for e in books)
 
@@ -112,19 +89,19 @@ class SpeechEncoder(nn.Module):
             raise ValueError("the Mimi encoder transformer is expected to use plain multi-head attention")
         # self.seanet[i] is encoder.encoder.layers.i (the same list of convs, residual blocks and ELUs).
         p = "encoder.encoder.layers."
-        blocks: list[nn.Module] = [Conv(csd, p + "0.conv.", pad_mode=mode)]
+        blocks: list[nn.Module] = [CausalConv(csd, p + "0.conv.", pad_mode=mode)]
         for ratio in reversed(ecfg["upsampling_ratios"]):
             blocks += [ResidualBlock(csd, f"{p}{len(blocks) + j}.", ecfg["dilation_growth_rate"] ** j, mode)
                        for j in range(ecfg["num_residual_layers"])]
             blocks.append(nn.ELU())
-            blocks.append(Conv(csd, f"{p}{len(blocks)}.conv.", stride=ratio, pad_mode=mode))
+            blocks.append(CausalConv(csd, f"{p}{len(blocks)}.conv.", stride=ratio, pad_mode=mode))
         blocks.append(nn.ELU())
-        blocks.append(Conv(csd, f"{p}{len(blocks)}.conv.", pad_mode=mode))
+        blocks.append(CausalConv(csd, f"{p}{len(blocks)}.conv.", pad_mode=mode))
         self.seanet = nn.Sequential(*blocks)
         t = "encoder.encoder_transformer.layers."
         self.layers = nn.ModuleList(TransformerLayer(csd, f"{t}{n}.", ecfg) for n in range(ecfg["num_hidden_layers"]))
         self.register_buffer("inv_freq", rope_inv_freq(ecfg["head_dim"], ecfg["rope_theta"]), persistent=False)
-        self.downsample = Conv(csd, "encoder.downsample.conv.", stride=2, pad_mode="replicate")
+        self.downsample = CausalConv(csd, "encoder.downsample.conv.", stride=2, pad_mode="replicate")
         q, n_sem = "encoder.quantizer.", ecfg["num_semantic_quantizers"]
         self.semantic = ResidualVQ(csd, q + "semantic_residual_vector_quantizer.", n_sem)
         self.acoustic = ResidualVQ(csd, q + "acoustic_residual_vector_quantizer.", num_quantizers - n_sem)
