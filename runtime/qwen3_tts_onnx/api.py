@@ -17,7 +17,7 @@ from . import artifacts as artifacts_mod
 from . import audio as audio_mod
 from . import contracts as C
 from . import sessions as sessions_mod
-from .decode import DECODE_MODES, decode_windowed
+from .decode import check_mode, decode_windowed
 from .errors import InputError
 from .generate import FrameLoop, GenerationOptions, collect
 from .prompt import (MAX_TEXT_TOKENS, ICLReference, TextTokenizer, assistant_text, build_rows, instruct_text,
@@ -162,13 +162,7 @@ class Qwen3TTS:
     def decode(self, codes, decode_mode: str = "windowed") -> np.ndarray:
         """codes [F, 16] -> float32 waveform at 24 kHz. decode_mode "windowed": the official 300/25 windowed decode
         (default, identical to the official package); "exact": one pass, without the seams every 300 frames."""
-        return decode_windowed(self.sessions["speech_decoder"], codes, self._check_decode_mode(decode_mode))
-
-    @staticmethod
-    def _check_decode_mode(decode_mode: str) -> str:
-        if decode_mode not in DECODE_MODES:
-            raise InputError(f"decode_mode must be one of {DECODE_MODES}, got {decode_mode!r}")
-        return decode_mode
+        return decode_windowed(self.sessions["speech_decoder"], codes, decode_mode)
 
     def _finish(self, codes: list, decode_mode: str) -> tuple[list, int]:
         return [self.decode(c, decode_mode) for c in codes], C.SAMPLE_RATE
@@ -191,7 +185,7 @@ class Qwen3TTS:
                               seed: int | None = None, decode_mode: str = "windowed",
                               **kwargs: Any) -> tuple[list, int]:
         """Speak text with a preset speaker; returns ([float32 waveform per text], 24000)."""
-        self._check_decode_mode(decode_mode)
+        check_mode(decode_mode)  # before generating, not after
         rows = self._custom_voice_rows(text, speaker, language, instruct, non_streaming_mode)
         return self._finish(self.generate_codes(rows, seed=seed, **kwargs), decode_mode)
 
@@ -208,7 +202,7 @@ class Qwen3TTS:
                               seed: int | None = None, decode_mode: str = "windowed",
                               **kwargs: Any) -> tuple[list, int]:
         """Speak text in a voice described in words (`instruct`); returns ([waveforms], 24000)."""
-        self._check_decode_mode(decode_mode)
+        check_mode(decode_mode)  # before generating, not after
         rows = self._voice_design_rows(text, instruct, language, non_streaming_mode)
         return self._finish(self.generate_codes(rows, seed=seed, **kwargs), decode_mode)
 
@@ -326,7 +320,7 @@ class Qwen3TTS:
 
         Give ref_audio (+ ref_text for ICL mode, or x_vector_only_mode=True), or a voice_clone_prompt from
         create_voice_clone_prompt (a VoicePrompt, a list of them, or saved prompt file paths)."""
-        self._check_decode_mode(decode_mode)
+        check_mode(decode_mode)  # before generating, not after
         rows, prompts = self._voice_clone_rows(text, language, ref_audio, ref_text, x_vector_only_mode,
                                                voice_clone_prompt, non_streaming_mode)
         codes = self.generate_codes(rows, seed=seed, **kwargs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import contracts as C
+from .errors import InputError
 
 
 def windows(num_frames: int, chunk: int = C.DECODE_CHUNK_FRAMES, context: int = C.DECODE_LEFT_CONTEXT):
@@ -26,10 +27,15 @@ def windows(num_frames: int, chunk: int = C.DECODE_CHUNK_FRAMES, context: int = 
 DECODE_MODES = ("windowed", "exact")
 
 
+def check_mode(mode: str) -> str:
+    if mode not in DECODE_MODES:
+        raise InputError(f"decode_mode must be one of {DECODE_MODES}, got {mode!r}")
+    return mode
+
+
 def decode_windowed(session, codes: np.ndarray, mode: str = "windowed") -> np.ndarray:
     """codes [F, 16] int64 -> float32 waveform [F * 1920]; mode "windowed" (official) or "exact" (one pass)."""
-    if mode not in DECODE_MODES:
-        raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {mode!r}")
+    check_mode(mode)
     codes = np.asarray(codes, dtype=np.int64)
     if codes.ndim != 2 or codes.shape[1] != C.NUM_CODE_GROUPS:
         raise ValueError(f"codes must have shape [frames, {C.NUM_CODE_GROUPS}], got {codes.shape}")
