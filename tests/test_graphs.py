@@ -87,7 +87,9 @@ def test_speech_decoder_window(models, frames):
     codes = torch.from_numpy(np.random.default_rng(frames).integers(0, 2048, (1, 16, frames)))
     with torch.no_grad():
         want = m.ref.model.speech_tokenizer.model.decoder(codes).squeeze(1).numpy()
-    got = _session(m, "speech_decoder").run(None, {"codes": codes.numpy()})[0]
+    state = m.ours.decoder.new_state()  # a fresh decode: zero conv contexts, no past keys/values, offset 0
+    feeds = {"codes": codes.numpy(), "offset": np.array(0), **state.tensors}
+    got = _session(m, "speech_decoder").run(["waveform"], feeds)[0]
     assert got.shape == want.shape == (1, frames * 1920)
     assert np.abs(got - want).max() <= TOL
 

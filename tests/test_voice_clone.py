@@ -153,3 +153,23 @@ def test_clone_runs_with_torch_blocked(models, clips, tmp_path):
     ref, _ = m.ours.generate_voice_clone("Hello there.", language="english", ref_audio=path, ref_text=REF_TEXT,
                                          max_new_tokens=12, **GREEDY)
     np.testing.assert_array_equal(np.load(tmp_path / "wav.npy"), ref[0])
+
+
+@pytest.mark.parametrize("xonly", [False, True])
+def test_streamed_clone(models, clips, xonly):
+    """Streaming a clone gives the non-streaming codes; in ICL mode the reference codes warm the decoder, so the
+    chunks are the exact decode of reference + generated codes minus exactly ref_frames * 1920 samples."""
+    m = models("base_equal")
+    prompt = m.ours.create_voice_clone_prompt(str(clips[(5, 24000, 1)]), ref_text=REF_TEXT,
+                                              x_vector_only_mode=xonly)[0]
+    kw = dict(language="english", voice_clone_prompt=prompt, max_new_tokens=24, **GREEDY)
+    chunks = list(m.ours.stream_voice_clone(TEXT, first_chunk_frames=2, chunk_frames=7, **kw))
+    rows, _ = m.ours._voice_clone_rows(TEXT, "english", None, None, False, prompt, False)
+    codes = m.ours.generate_codes(rows, max_new_tokens=24, **GREEDY)[0]
+    np.testing.assert_array_equal(np.concatenate([c.codes for c in chunks]), codes)
+    assert chunks[0].frame_start == 0 and chunks[0].frame_end == 2
+    streamed = np.concatenate([c.samples for c in chunks])
+    full = codes if xonly else np.concatenate([prompt.ref_codes, codes])
+    want = m.ours.decode(full, "exact")[full.shape[0] * 1920 - codes.shape[0] * 1920:]
+    assert streamed.shape == want.shape == (codes.shape[0] * 1920,)
+    assert np.abs(streamed - want).max() <= 1.5e-5

@@ -172,12 +172,25 @@ def export_text_embedder(sd: dict, t: dict, spec: C.GraphSpec, out: Path, g: tor
     return {"max_abs_vs_torch": err}
 
 
-def export_speech_decoder(csd: dict, dcfg: dict, spec: C.GraphSpec, out: Path, g: torch.Generator) -> dict:
-    def args(b, f):
-        return (torch.randint(0, C.CODEBOOK_SIZE, (b, C.NUM_CODE_GROUPS, f), generator=g),)
+def _decoder_args(module: SpeechDecoder, g: torch.Generator):
+    """Random codes and a random state: conv contexts, and past keys/values of `p` positions (0 = fresh)."""
+    att = module.attention_layout()
 
-    err = _export_checked(SpeechDecoder(csd, dcfg).eval(), spec, out, args, (2, 6), ((1, 1), (2, 90)),
-                          ({0: AUTO, 2: AUTO},))
+    def args(b: int, f: int, p: int):
+        state = [torch.randn(b, ch, ctx, generator=g) for ch, ctx in module.conv_state_layout()]
+        state += [torch.randn(b, att["heads"], p, att["head_dim"], generator=g) for _ in range(2 * att["layers"])]
+        return (torch.randint(0, C.CODEBOOK_SIZE, (b, C.NUM_CODE_GROUPS, f), generator=g), torch.tensor(p + 3),
+                *state)
+
+    return args
+
+
+def export_speech_decoder(module: SpeechDecoder, spec: C.GraphSpec, out: Path, g: torch.Generator) -> dict:
+    n_conv, n_kv = len(module.conv_state_layout()), 2 * module.attention_layout()["layers"]
+    ds = ({0: AUTO, 2: AUTO}, None, (*({0: AUTO} for _ in range(n_conv)), *({0: AUTO, 2: AUTO} for _ in range(n_kv))))
+    # a fresh decode, one frame on a full window, and a long chunk whose keys overflow the window
+    err = _export_checked(module, spec, out, _decoder_args(module, g), (2, 6, 5), ((1, 1, 0), (2, 1, 71), (1, 90, 30)),
+                          ds)
     return {"max_abs_vs_torch": err}
 
 
@@ -237,8 +250,8 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def write_manifest(ckpt: ckpt_mod.Checkpoint, out: Path, specs: list, checks: dict) -> dict:
-    t = ckpt.talker_config
+def write_manifest(ckpt: ckpt_mod.Checkpoint, t: dict, out: Path, specs: list, checks: dict) -> dict:
+    """t: the talker config plus what the export derived (speech_decoder_state)."""
     config = {k: t[k] for k in C.MANIFEST_CONFIG_KEYS if k in t}
     config.update({k: ckpt.config[k] for k in C.MANIFEST_CONFIG_KEYS if k in ckpt.config})
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != C.MANIFEST)
@@ -267,6 +280,10 @@ def export_all(model: str | Path, out: str | Path, seed: int = 0) -> dict:
     ckpt_mod.check_consistent(ckpt, sd)
     t = ckpt.talker_config
     g = torch.Generator().manual_seed(seed)
+    csd = ckpt.codec_state()
+    decoder = SpeechDecoder(csd, ckpt.codec_config["decoder_config"]).eval()
+    layout = {"conv": decoder.conv_state_layout(), **decoder.attention_layout()}
+    t = {**t, "speech_decoder_state": layout}
     specs = C.graph_specs({**t, "tts_model_type": ckpt.model_type})  # the graphs this model type needs
     checks = {
         "text_embedder": export_text_embedder(sd, t, specs["text_embedder"], out, g),
@@ -279,14 +296,13 @@ def export_all(model: str | Path, out: str | Path, seed: int = 0) -> dict:
         checks["speaker_encoder"] = export_speaker_encoder(sd, ckpt.config["speaker_encoder_config"],
                                                            specs["speaker_encoder"], out, g)
     del sd
-    csd = ckpt.codec_state()
-    checks["speech_decoder"] = export_speech_decoder(csd, ckpt.codec_config["decoder_config"], specs["speech_decoder"],
-                                                     out, g)
+    checks["speech_decoder"] = export_speech_decoder(decoder, specs["speech_decoder"], out, g)
+    del decoder
     if "speech_encoder" in specs:
         checks["speech_encoder"] = export_speech_encoder(csd, ckpt.codec_config["encoder_config"],
                                                          specs["speech_encoder"], out, g)
     del csd
     export_tokenizer(ckpt.path, out)
-    manifest = write_manifest(ckpt, out, list(specs.values()), checks)
+    manifest = write_manifest(ckpt, t, out, list(specs.values()), checks)
     _log(f"wrote {out / C.MANIFEST}")
     return manifest

@@ -9,7 +9,8 @@ the checkpoint's generation_config.json -> the official hard default); `seed` ma
 from __future__ import annotations
 
 import os
-from typing import Any
+import time
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -17,12 +18,15 @@ from . import artifacts as artifacts_mod
 from . import audio as audio_mod
 from . import contracts as C
 from . import sessions as sessions_mod
-from .decode import check_mode, decode_windowed
+from .decode import SpeechDecoder, check_mode
 from .errors import InputError
 from .generate import FrameLoop, GenerationOptions, collect
 from .prompt import (MAX_TEXT_TOKENS, ICLReference, TextTokenizer, assistant_text, build_rows, instruct_text,
                      left_pad, reference_text)
+from .stream import (DEFAULT_CHUNK_FRAMES, DEFAULT_FIRST_CHUNK_FRAMES, AudioChunk, check_chunking,
+                     stream_audio)
 from .voice import VoicePrompt
+
 HARD_DEFAULTS = dict(do_sample=True, top_k=50, top_p=1.0, temperature=0.9, repetition_penalty=1.05,
                      subtalker_dosample=True, subtalker_top_k=50, subtalker_top_p=1.0, subtalker_temperature=0.9,
                      max_new_tokens=2048)
@@ -49,6 +53,7 @@ class Qwen3TTS:
         self.tokenizer = TextTokenizer(arts.root / C.TOKENIZER)
         self.generate_defaults = dict(arts.manifest.get("generation_defaults", {}))
         self._loop = FrameLoop(sessions["talker"], sessions["code_predictor"], self.cfg)
+        self.decoder = SpeechDecoder(sessions["speech_decoder"], self.cfg["speech_decoder_state"])
 
     # ------------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -147,6 +152,10 @@ class Qwen3TTS:
 
     def generate_codes(self, rows: list, seed: int | None = None, **kwargs) -> list:
         """Prompt rows (prompt.PromptRows, one per item) -> per-item codes [F_i, 16] int64 (EOS excluded)."""
+        return collect(self._frames(rows, seed, kwargs), len(rows))
+
+    def _frames(self, rows: list, seed: int | None, kwargs: dict):
+        """The frame loop over prompt rows: a generator of (codes [B, 16], finished [B]) per frame."""
         opts = self._options(kwargs)
         h = self.cfg["hidden_size"]
         embeds = [self._embed(r.text_ids, r.codec_ids, r.codec_vectors) for r in rows]
@@ -157,12 +166,22 @@ class Qwen3TTS:
             trailing[i, :len(r.trailing_ids)] = self._embed(r.trailing_ids, [-1] * len(r.trailing_ids))
         x, mask, pos = left_pad(embeds, h)
         rng = np.random.default_rng(seed)
-        return collect(self._loop.run(x, mask, pos, trailing, pad_embed, opts, rng), len(rows))
+        return self._loop.run(x, mask, pos, trailing, pad_embed, opts, rng)
 
     def decode(self, codes, decode_mode: str = "windowed") -> np.ndarray:
         """codes [F, 16] -> float32 waveform at 24 kHz. decode_mode "windowed": the official 300/25 windowed decode
         (default, identical to the official package); "exact": one pass, without the seams every 300 frames."""
-        return decode_windowed(self.sessions["speech_decoder"], codes, decode_mode)
+        return self.decoder.decode(codes, decode_mode)
+
+    def stream_rows(self, row, seed: int | None = None, warm_codes: np.ndarray | None = None,
+                    first_chunk_frames: int = DEFAULT_FIRST_CHUNK_FRAMES, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+                    **kwargs) -> Iterator[AudioChunk]:
+        """Low level: stream one prompt row (prompt.PromptRows). warm_codes: reference codes that set the decoder
+        state first (ICL). Arguments are checked here, before the first chunk is asked for."""
+        started = time.perf_counter()
+        first_chunk_frames, chunk_frames = check_chunking(first_chunk_frames, chunk_frames)
+        frames = self._frames([row], seed, kwargs)  # a generator: nothing runs until the first chunk is asked for
+        return stream_audio(frames, self.decoder, first_chunk_frames, chunk_frames, started, warm_codes)
 
     def _finish(self, codes: list, decode_mode: str) -> tuple[list, int]:
         return [self.decode(c, decode_mode) for c in codes], C.SAMPLE_RATE
@@ -205,6 +224,47 @@ class Qwen3TTS:
         check_mode(decode_mode)  # before generating, not after
         rows = self._voice_design_rows(text, instruct, language, non_streaming_mode)
         return self._finish(self.generate_codes(rows, seed=seed, **kwargs), decode_mode)
+
+    # ------------------------------------------------------------------------------------------------ streaming
+    @staticmethod
+    def _one_text(text, api: str):
+        texts = _as_list(text)
+        if len(texts) != 1:
+            raise InputError(f"{api} streams one text at a time, got {len(texts)}; call it once per text (or use "
+                             "the generate_* API for batches)")
+        return texts[0]
+
+    def stream_custom_voice(self, text, speaker, language=None, instruct=None, non_streaming_mode: bool = True,
+                            seed: int | None = None, first_chunk_frames: int = DEFAULT_FIRST_CHUNK_FRAMES,
+                            chunk_frames: int = DEFAULT_CHUNK_FRAMES, **kwargs: Any) -> Iterator[AudioChunk]:
+        """generate_custom_voice, streamed: yields AudioChunk as frames are generated (first chunk after
+        `first_chunk_frames` frames, then every `chunk_frames`). Same seed, same codes as generate_custom_voice;
+        the concatenated samples equal its decode_mode="exact" waveform."""
+        text = self._one_text(text, "stream_custom_voice")
+        row = self._custom_voice_rows(text, speaker, language, instruct, non_streaming_mode)[0]
+        return self.stream_rows(row, seed, None, first_chunk_frames, chunk_frames, **kwargs)
+
+    def stream_voice_design(self, text, instruct, language=None, non_streaming_mode: bool = True,
+                            seed: int | None = None, first_chunk_frames: int = DEFAULT_FIRST_CHUNK_FRAMES,
+                            chunk_frames: int = DEFAULT_CHUNK_FRAMES, **kwargs: Any) -> Iterator[AudioChunk]:
+        """generate_voice_design, streamed (see stream_custom_voice)."""
+        text = self._one_text(text, "stream_voice_design")
+        row = self._voice_design_rows(text, instruct, language, non_streaming_mode)[0]
+        return self.stream_rows(row, seed, None, first_chunk_frames, chunk_frames, **kwargs)
+
+    def stream_voice_clone(self, text, language=None, ref_audio=None, ref_text=None, x_vector_only_mode: bool = False,
+                           voice_clone_prompt=None, non_streaming_mode: bool = False, seed: int | None = None,
+                           first_chunk_frames: int = DEFAULT_FIRST_CHUNK_FRAMES,
+                           chunk_frames: int = DEFAULT_CHUNK_FRAMES, **kwargs: Any) -> Iterator[AudioChunk]:
+        """generate_voice_clone, streamed (see stream_custom_voice). In ICL mode the reference codes warm the
+        decoder state and are not part of the output."""
+        text = self._one_text(text, "stream_voice_clone")
+        if isinstance(voice_clone_prompt, list) and len(voice_clone_prompt) != 1:
+            raise InputError("stream_voice_clone streams one text with one voice prompt")
+        rows, prompts = self._voice_clone_rows(text, language, ref_audio, ref_text, x_vector_only_mode,
+                                               voice_clone_prompt, non_streaming_mode)
+        warm = prompts[0].ref_codes if prompts[0].icl_mode else None
+        return self.stream_rows(rows[0], seed, warm, first_chunk_frames, chunk_frames, **kwargs)
 
     # ------------------------------------------------------------------------------------------------ voice cloning
     def _reference_audio(self, audio) -> np.ndarray:

@@ -2,7 +2,7 @@
 
     qwen3-tts speak --model DIR --text TEXT [--speaker S] [--language L] [--instruct I] [--greedy] [--seed N]
                     [--max-new-tokens N] [--streaming-text | --non-streaming-text] [--decode-mode windowed|exact]
-                    --out out.wav [--codes-out codes.npy]
+                    [--stream [--first-chunk-frames N] [--chunk-frames N]] --out out.wav|- [--codes-out codes.npy]
                     [--ref-audio FILE [--ref-text TEXT | --x-vector-only] | --voice voice.qvoice]   (Base models)
     qwen3-tts voice create --model DIR --ref-audio FILE [--ref-text TEXT | --x-vector-only] --out voice.qvoice
 """
@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from .errors import Qwen3TTSError
+from .stream import DEFAULT_CHUNK_FRAMES, DEFAULT_FIRST_CHUNK_FRAMES
 
 # The official API's default text layout per model type (generate_custom_voice / _voice_design: True;
 # generate_voice_clone: False).
@@ -54,12 +55,51 @@ def _speak(a) -> int:
         rows, prompts = tts._voice_clone_rows(a.text, a.language, a.ref_audio, a.ref_text, a.x_vector_only,
                                               a.voice, nsm)
         prompt = prompts[0]
+    if a.stream:
+        return _speak_streaming(a, tts, rows[0], prompt, kwargs)
+    if a.out == "-":
+        raise Qwen3TTSError("--out - (raw PCM to stdout) needs --stream")
     codes = tts.generate_codes(rows, seed=a.seed, **kwargs)[0]
     if a.codes_out:
         np.save(a.codes_out, codes.astype(np.int64))
     wav = tts.decode(codes, a.decode_mode) if prompt is None else tts.decode_clone(codes, prompt, a.decode_mode)
     sf.write(a.out, wav, 24000, subtype="PCM_16")
     print(f"wrote {a.out}: {len(wav) / 24000:.2f} s, {codes.shape[0]} frames", file=sys.stderr)
+    return 0
+
+
+def _pcm16(samples: np.ndarray) -> bytes:
+    """float [-1, 1] -> 16-bit little-endian PCM, scaled as libsndfile writes PCM_16."""
+    return np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def _speak_streaming(a, tts, row, prompt, kwargs) -> int:
+    """Write audio as it is generated: raw PCM to stdout (--out -), or a WAV whose header is fixed up on close."""
+    import soundfile as sf
+
+    warm = prompt.ref_codes if prompt is not None and prompt.icl_mode else None
+    chunks = tts.stream_rows(row, a.seed, warm, a.first_chunk_frames, a.chunk_frames, **kwargs)
+    codes, first_s, frames = [], None, 0
+    if a.out == "-":
+        out = sys.stdout.buffer
+        for c in chunks:
+            out.write(_pcm16(c.samples))
+            out.flush()
+            codes.append(c.codes)
+            first_s = c.timing.elapsed_s if first_s is None else first_s
+    else:
+        with sf.SoundFile(a.out, "w", samplerate=24000, channels=1, subtype="PCM_16") as f:
+            for c in chunks:
+                f.write(c.samples)
+                f.flush()
+                codes.append(c.codes)
+                first_s = c.timing.elapsed_s if first_s is None else first_s
+    all_codes = np.concatenate(codes) if codes else np.zeros((0, 16), np.int64)
+    if a.codes_out:
+        np.save(a.codes_out, all_codes.astype(np.int64))
+    first = "no audio" if first_s is None else f"first audio after {first_s * 1000:.0f} ms"
+    print(f"streamed {'stdout' if a.out == '-' else a.out}: {all_codes.shape[0] * 1920 / 24000:.2f} s, "
+          f"{all_codes.shape[0]} frames, {first}", file=sys.stderr)
     return 0
 
 
@@ -103,8 +143,15 @@ def main(argv=None) -> int:
     s.add_argument("--decode-mode", choices=["windowed", "exact"], default="windowed",
                    help="windowed: the official 300-frame windows (default, identical to the official package); "
                         "exact: one pass, without the window seams (differs only past 300 frames = 24 s)")
+    s.add_argument("--stream", action="store_true",
+                   help="write audio while it is generated (exact stateful decode, same samples as "
+                        "--decode-mode exact); with --out -, raw 16-bit little-endian mono PCM at 24 kHz to stdout")
+    s.add_argument("--first-chunk-frames", type=int, default=DEFAULT_FIRST_CHUNK_FRAMES,
+                   help=f"--stream: frames (80 ms each) in the first chunk (default {DEFAULT_FIRST_CHUNK_FRAMES})")
+    s.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES,
+                   help=f"--stream: frames per later chunk (default {DEFAULT_CHUNK_FRAMES})")
     s.add_argument("--threads", type=int, help="CPU threads per session (default: all cores)")
-    s.add_argument("--out", required=True, help="output WAV path")
+    s.add_argument("--out", required=True, help="output WAV path, or - for raw PCM to stdout (with --stream)")
     s.add_argument("--codes-out", help="also save the codes as int64 [frames, 16] .npy")
     v = sub.add_parser("voice", help="voice prompts for Base models")
     vsub = v.add_subparsers(dest="voice_command", required=True)

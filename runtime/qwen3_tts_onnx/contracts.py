@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the speech decoder carries its streaming state
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 
@@ -114,12 +114,34 @@ def text_embedder_spec(hidden: int) -> GraphSpec:
         (TensorSpec("embeds", "float32", ("batch", "seq", hidden)),))
 
 
-def speech_decoder_spec() -> GraphSpec:
-    """Codes to waveform, one window at a time (positions restart at 0 for every call, as the official decode)."""
-    return GraphSpec(
-        "speech_decoder", "speech_decoder.onnx",
-        (TensorSpec("codes", "int64", ("batch", NUM_CODE_GROUPS, "frames")),),
-        (TensorSpec("waveform", "float32", ("batch", "samples")),))
+def decoder_state_names(layout: dict) -> list[str]:
+    """The speech decoder's state inputs in order; each output is the input's name with "new_" in front."""
+    names = [f"conv_state.{i}" for i in range(len(layout["conv"]))]
+    for i in range(layout["layers"]):
+        names += [f"attn_key.{i}", f"attn_value.{i}"]
+    return names
+
+
+def speech_decoder_spec(layout: dict) -> GraphSpec:
+    """Codes to waveform, streaming exactly: the frames from `offset` on, with the state the previous call returned
+    (a zero state, empty attention keys/values and offset 0 start a fresh decode; the official windowed decode
+    runs each window that way).
+
+    layout (manifest config "speech_decoder_state", written by the export from the decoder module):
+      conv: [[channels, context], ...]  each causal conv's last `context` inputs, in call order
+      layers, heads, head_dim, window:  the transformer's rotated keys/values of the last window - 1 positions
+    """
+    inputs = [TensorSpec("codes", "int64", ("batch", NUM_CODE_GROUPS, "frames")), TensorSpec("offset", "int64", ())]
+    outputs = [TensorSpec("waveform", "float32", ("batch", "samples"))]
+    for name in decoder_state_names(layout):
+        if name.startswith("conv_state."):
+            shape_in = shape_out = ("batch", *layout["conv"][int(name.split(".")[1])])
+        else:
+            shape_in = ("batch", layout["heads"], "past", layout["head_dim"])
+            shape_out = ("batch", layout["heads"], "kept", layout["head_dim"])
+        inputs.append(TensorSpec(name, "float32", tuple(shape_in)))
+        outputs.append(TensorSpec("new_" + name, "float32", tuple(shape_out)))
+    return GraphSpec("speech_decoder", "speech_decoder.onnx", tuple(inputs), tuple(outputs))
 
 
 def speaker_encoder_spec(hidden: int) -> GraphSpec:
@@ -150,12 +172,13 @@ def codec_embedder_spec(hidden: int) -> GraphSpec:
 
 
 def graph_specs(cfg: dict) -> dict:
-    """Every graph's spec, keyed by graph name, from a config holding the talker's dimensions and the model type
-    (the manifest's config; at export, the checkpoint's talker_config plus tts_model_type)."""
+    """Every graph's spec, keyed by graph name, from a config holding the talker's dimensions, the model type and
+    the speech decoder's state layout (the manifest's config; at export, the checkpoint's talker_config plus
+    tts_model_type and speech_decoder_state)."""
     h = cfg["hidden_size"]
     specs = [text_embedder_spec(h),
              talker_spec(h, cfg["num_hidden_layers"], cfg["num_key_value_heads"], cfg["head_dim"]),
-             code_predictor_spec(h), speech_decoder_spec()]
+             code_predictor_spec(h), speech_decoder_spec(cfg["speech_decoder_state"])]
     if cfg["tts_model_type"] == "base":
         specs += [speaker_encoder_spec(h), speech_encoder_spec(), codec_embedder_spec(h)]
     return {s.name: s for s in specs}
@@ -166,5 +189,5 @@ MANIFEST_CONFIG_KEYS = (
     "tts_model_type", "tts_model_size", "hidden_size", "num_hidden_layers", "num_key_value_heads", "head_dim",
     "vocab_size", "codec_pad_id", "codec_bos_id", "codec_eos_token_id", "codec_think_id", "codec_nothink_id",
     "codec_think_bos_id", "codec_think_eos_id", "codec_language_id", "spk_id", "spk_is_dialect",
-    "tts_bos_token_id", "tts_eos_token_id", "tts_pad_token_id", "max_position_embeddings",
+    "tts_bos_token_id", "tts_eos_token_id", "tts_pad_token_id", "max_position_embeddings", "speech_decoder_state",
 )

@@ -1,10 +1,16 @@
-"""Codes -> 24 kHz waveform with the official windowing (SPEC §3.10).
+"""Codes -> 24 kHz waveform through the speech_decoder graph: the decoder's streaming state, the exact stream, and the
+official windowed decode.
 
-The official decode cuts the codes into windows of 300 frames, re-decodes each with up to 25 frames of left context
-(positions restarting at 0), and drops the context's samples. Past 300 frames this is not the same as one pass over
-the whole sequence (the decoder's receptive field is longer than 25 frames); "windowed" reproduces it exactly and is
-the default. "exact" decodes the whole sequence in one pass: what the decoder computes without the windowing, the
-same as "windowed" up to 300 frames (within float rounding), and free of the window seams after that.
+The graph is causal everywhere, so it decodes any split of a code sequence into chunks exactly: each call takes the
+next frames plus the state the previous call returned (DecoderState, below) and returns their 1920 samples per
+frame. Modes of `decode`:
+
+  "windowed" (default)  the official decode (SPEC §3.10): windows of 300 frames, each re-decoded from a fresh state
+                        with up to 25 frames of left context whose samples are dropped. Past 300 frames this is not
+                        one pass over the sequence (the receptive field is longer than 25 frames): there is a seam
+                        every 24 s. Identical to the official package.
+  "exact"               one pass over the whole sequence, run as a stream of 300-frame chunks (bounded memory for
+                        any length). Free of the seams; the same as "windowed" up to 300 frames (float rounding).
 """
 from __future__ import annotations
 
@@ -12,6 +18,14 @@ import numpy as np
 
 from . import contracts as C
 from .errors import InputError
+
+DECODE_MODES = ("windowed", "exact")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in DECODE_MODES:
+        raise InputError(f"decode_mode must be one of {DECODE_MODES}, got {mode!r}")
+    return mode
 
 
 def windows(num_frames: int, chunk: int = C.DECODE_CHUNK_FRAMES, context: int = C.DECODE_LEFT_CONTEXT):
@@ -24,30 +38,64 @@ def windows(num_frames: int, chunk: int = C.DECODE_CHUNK_FRAMES, context: int = 
         start = end
 
 
-DECODE_MODES = ("windowed", "exact")
-
-
-def check_mode(mode: str) -> str:
-    if mode not in DECODE_MODES:
-        raise InputError(f"decode_mode must be one of {DECODE_MODES}, got {mode!r}")
-    return mode
-
-
-def decode_windowed(session, codes: np.ndarray, mode: str = "windowed") -> np.ndarray:
-    """codes [F, 16] int64 -> float32 waveform [F * 1920]; mode "windowed" (official) or "exact" (one pass)."""
-    check_mode(mode)
-    codes = np.asarray(codes, dtype=np.int64)
+def check_codes(codes) -> np.ndarray:
+    """-> int64 [F, 16] codes in 0..2047, or a clear error."""
+    codes = np.asarray(codes)
     if codes.ndim != 2 or codes.shape[1] != C.NUM_CODE_GROUPS:
-        raise ValueError(f"codes must have shape [frames, {C.NUM_CODE_GROUPS}], got {codes.shape}")
-    if codes.shape[0] == 0:
-        return np.zeros(0, dtype=np.float32)
-    if codes.min() < 0 or codes.max() >= C.CODEBOOK_SIZE:
-        raise ValueError(f"codes must lie in 0..{C.CODEBOOK_SIZE - 1}, got {codes.min()}..{codes.max()}")
-    if mode == "exact":
-        return session.run(["waveform"], {"codes": np.ascontiguousarray(codes.T[None])})[0][0]
-    pieces = []
-    for first, keep, end in windows(codes.shape[0]):
-        chunk = np.ascontiguousarray(codes[first:end].T[None])
-        wav = session.run(["waveform"], {"codes": chunk})[0][0]
-        pieces.append(wav[(keep - first) * C.SAMPLES_PER_FRAME:])
-    return np.concatenate(pieces).astype(np.float32, copy=False)
+        raise InputError(f"codes must have shape [frames, {C.NUM_CODE_GROUPS}], got {codes.shape}")
+    if codes.size and (not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0
+                       or codes.max() >= C.CODEBOOK_SIZE):
+        raise InputError(f"codes must be integers in 0..{C.CODEBOOK_SIZE - 1}")
+    return codes.astype(np.int64, copy=False)
+
+
+class DecoderState:
+    """The speech decoder's state between calls (one sequence): every causal conv's last inputs, each transformer
+    layer's keys/values of the last 71 frames, and the number of frames decoded so far (the RoPE offset)."""
+
+    def __init__(self, layout: dict):
+        self.frames = 0
+        self.tensors = {}
+        for name in C.decoder_state_names(layout):
+            if name.startswith("conv_state."):
+                shape = (1, *layout["conv"][int(name.split(".")[1])])
+            else:
+                shape = (1, layout["heads"], 0, layout["head_dim"])
+            self.tensors[name] = np.zeros(shape, dtype=np.float32)
+
+
+class SpeechDecoder:
+    """Wraps the speech_decoder session: `step` decodes the next frames of a stream, `decode` a whole sequence."""
+
+    def __init__(self, session, layout: dict):
+        self.session, self.layout = session, layout
+        self._state_names = C.decoder_state_names(layout)
+        self._outputs = ["waveform"] + ["new_" + n for n in self._state_names]
+
+    def new_state(self) -> DecoderState:
+        return DecoderState(self.layout)
+
+    def step(self, codes: np.ndarray, state: DecoderState) -> np.ndarray:
+        """The next frames of a stream, codes [F, 16] int64 -> float32 samples [F * 1920]; advances `state`."""
+        if codes.shape[0] == 0:
+            return np.zeros(0, dtype=np.float32)
+        out = self.session.run(self._outputs, {"codes": np.ascontiguousarray(codes.T[None]),
+                                               "offset": np.array(state.frames, dtype=np.int64), **state.tensors})
+        state.tensors = dict(zip(self._state_names, out[1:]))
+        state.frames += codes.shape[0]
+        return out[0][0]
+
+    def decode(self, codes, mode: str = "windowed") -> np.ndarray:
+        """codes [F, 16] -> float32 waveform [F * 1920] in the chosen mode (see the module docstring)."""
+        check_mode(mode)
+        codes = check_codes(codes)
+        if mode == "exact":
+            state = self.new_state()
+            pieces = [self.step(codes[i:i + C.DECODE_CHUNK_FRAMES], state)
+                      for i in range(0, codes.shape[0], C.DECODE_CHUNK_FRAMES)]
+        else:
+            pieces = []
+            for first, keep, end in windows(codes.shape[0]):
+                wav = self.step(codes[first:end], self.new_state())
+                pieces.append(wav[(keep - first) * C.SAMPLES_PER_FRAME:])
+        return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)

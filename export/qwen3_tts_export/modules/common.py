@@ -124,17 +124,34 @@ class CausalConv(nn.Module):
             x = F.pad(x, self.pad, mode=self.pad_mode)
         return F.conv1d(x, self.weight, self.bias, stride=self.stride, dilation=self.dilation, groups=self.groups)
 
+    @property
+    def context(self) -> int:
+        """Input samples of the past each output needs (the left padding); the streaming state's length."""
+        return self.pad[0]
+
+    def step(self, x, past):
+        """Streaming form (stride 1, zero padding): `past` [B, C, context] holds the previous call's last input
+        samples (zeros at the start, which is the padding). Returns the outputs for x and the next `past`."""
+        x = torch.cat((past, x), dim=-1)
+        y = F.conv1d(x, self.weight, self.bias, dilation=self.dilation, groups=self.groups)
+        return y, x[..., x.shape[-1] - self.context:]
+
 
 def multi_head_attention(h, q_proj: Linear, k_proj: Linear, v_proj: Linear, o_proj: Linear, heads: int,
-                         head_dim: int, cos, sin, mask):
-    """Plain multi-head self-attention with RoPE over normalised inputs h [B, T, C]; mask [1, 1, T, T] (True =
-    may attend). Used by the speech tokenizer's transformers (no KV cache, no GQA)."""
+                         head_dim: int, cos, sin, mask, past_k=None, past_v=None):
+    """Plain multi-head self-attention with RoPE over normalised inputs h [B, T, C] (no GQA), used by the speech
+    tokenizer's transformers. past_k/past_v [B, heads, P, D] (optional) are keys/values of earlier positions,
+    already rotated; mask [1, 1, T, P + T] (True = may attend). Returns the output and the keys/values of all
+    P + T positions."""
     b, t, _ = h.shape
     q = apply_rope(q_proj(h).view(b, t, heads, head_dim).transpose(1, 2), cos, sin)
     k = apply_rope(k_proj(h).view(b, t, heads, head_dim).transpose(1, 2), cos, sin)
     v = v_proj(h).view(b, t, heads, head_dim).transpose(1, 2)
+    if past_k is not None:
+        k, v = torch.cat((past_k, k), dim=2), torch.cat((past_v, v), dim=2)
     scores = ((q @ k.transpose(-1, -2)) * (head_dim ** -0.5)).masked_fill(~mask, float("-inf"))
-    return o_proj((torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, t, heads * head_dim))
+    out = o_proj((torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, t, heads * head_dim))
+    return out, k, v
 
 
 def codebook(embed_sum: torch.Tensor, cluster_usage: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,19 @@
-"""The 12 Hz speech decoder: 16 code groups per 80 ms frame -> 1920 samples at 24 kHz.
+"""The 12 Hz speech decoder: 16 code groups per 80 ms frame -> 1920 samples at 24 kHz, with its streaming state.
 
     codes [B,16,T] ─► RVQ decode (group 0: rvq_first; 1..15: rvq_rest) ─► pre_conv (causal k3) ─► input_proj
       ─► 8 transformer layers (sliding window 72, RoPE θ 1e4, LayerScale) ─► norm ─► output_proj
       ─► 2 × [ConvTranspose k2 s2 ─► ConvNeXt] ─► conv k7 ─► 4 × [SnakeBeta ─► ConvTranspose ×r ─► 3 residual units]
       ─► SnakeBeta ─► conv k7 ─► clamp(-1, 1) ─► waveform [B, T*1920]
 
-All convolutions are causal (left padding only); transposed convolutions trim k - s samples on the right.
+All convolutions are causal (left padding only); transposed convolutions trim k - s samples on the right. So the
+decoder streams exactly: a call takes the frames after `offset` plus the state the previous call returned, and
+gives the same samples as one pass over all frames.
+
+    state in ──► conv_state.i   [B, C_in, context]  the last `context` inputs of each causal conv (zeros = padding)
+                 attn_key.l/.value.l [B, heads, P ≤ 71, D]  rotated keys/values of the last 71 positions per layer
+    state out ─► the same, after this call's frames (new_conv_state.i, new_attn_key.l, new_attn_value.l)
+
+A zero state with offset 0 is a fresh decode, which is how the official windowed decode runs each window.
 """
 from __future__ import annotations
 
@@ -25,9 +33,20 @@ class CausalTransConv(nn.Module):
         self.stride = stride
         self.trim = self.weight.shape[-1] - stride
 
-    def forward(self, x):
+    @property
+    def context(self) -> int:
+        """Inputs of the past whose kernel overlaps this call's outputs: ceil(k / s) - 1."""
+        return -(-self.weight.shape[-1] // self.stride) - 1
+
+    def forward(self, x, state: "StreamState"):
+        """Outputs [stride * L] for the L new inputs: the full transposed conv over (past inputs, x) minus the past
+        inputs' own outputs on the left and the k - s samples that wait for the next input on the right."""
+        c = self.context
+        if c:
+            x = torch.cat((state.take(), x), dim=-1)
+            state.give(x[..., x.shape[-1] - c:])
         y = F.conv_transpose1d(x, self.weight, self.bias, stride=self.stride)
-        return y[..., : y.shape[-1] - self.trim] if self.trim > 0 else y
+        return y[..., c * self.stride: x.shape[-1] * self.stride]
 
 
 class SnakeBeta(nn.Module):
@@ -38,7 +57,7 @@ class SnakeBeta(nn.Module):
         self.alpha = nn.Parameter(sd[prefix + "alpha"].exp().reshape(1, -1, 1), requires_grad=False)
         self.inv_beta = nn.Parameter((1.0 / (sd[prefix + "beta"].exp() + 1e-9)).reshape(1, -1, 1), requires_grad=False)
 
-    def forward(self, x):
+    def forward(self, x, state=None):
         return x + self.inv_beta * torch.sin(x * self.alpha).pow(2)
 
 
@@ -49,8 +68,8 @@ class ResidualUnit(nn.Module):
         self.conv1 = CausalConv(sd, prefix + "conv1.conv.", dilation=dilation)
         self.conv2 = CausalConv(sd, prefix + "conv2.conv.")
 
-    def forward(self, x):
-        return x + self.conv2(self.act2(self.conv1(self.act1(x))))
+    def forward(self, x, state: "StreamState"):
+        return x + conv_step(self.conv2, self.act2(conv_step(self.conv1, self.act1(x), state)), state)
 
 
 class ConvNeXt(nn.Module):
@@ -64,8 +83,8 @@ class ConvNeXt(nn.Module):
         self.pw2 = Linear(sd[prefix + "pwconv2.weight"], sd[prefix + "pwconv2.bias"])
         self.gamma = frozen(sd[prefix + "gamma"])
 
-    def forward(self, x):
-        h = self.dwconv(x).transpose(1, 2)
+    def forward(self, x, state: "StreamState"):
+        h = conv_step(self.dwconv, x, state).transpose(1, 2)
         h = F.layer_norm(h, (h.shape[-1],), self.norm_w, self.norm_b, 1e-6)
         h = self.gamma * self.pw2(F.gelu(self.pw1(h)))
         return x + h.transpose(1, 2)
@@ -87,11 +106,40 @@ class TransformerLayer(nn.Module):
         self.ls1 = frozen(sd[prefix + "self_attn_layer_scale.scale"])
         self.ls2 = frozen(sd[prefix + "mlp_layer_scale.scale"])
 
-    def forward(self, x, cos, sin, mask):
+    def forward(self, x, cos, sin, mask, past_k, past_v):
         h = rms_norm(x, self.ln1, self.eps)
-        x = x + self.ls1 * multi_head_attention(h, self.q, self.k, self.v, self.o, self.h, self.d, cos, sin, mask)
+        a, k, v = multi_head_attention(h, self.q, self.k, self.v, self.o, self.h, self.d, cos, sin, mask, past_k, past_v)
+        x = x + self.ls1 * a
         h = rms_norm(x, self.ln2, self.eps)
-        return x + self.ls2 * self.down(F.silu(self.gate(h)) * self.up(h))
+        return x + self.ls2 * self.down(F.silu(self.gate(h)) * self.up(h)), k, v
+
+
+class StreamState:
+    """One call's state tensors: `take()` hands the stateful modules their incoming state in call order, `give()`
+    collects the outgoing state in the same order."""
+
+    def __init__(self, tensors):
+        self._incoming = iter(tensors)
+        self.outgoing: list = []
+
+    def take(self):
+        return next(self._incoming)
+
+    def give(self, t) -> None:
+        self.outgoing.append(t)
+
+    def check_used(self) -> None:
+        if next(self._incoming, None) is not None:
+            raise ValueError("more conv states were given than the decoder has")
+
+
+def conv_step(conv: CausalConv, x, state: StreamState):
+    """A causal conv in streaming form when it has a context (kernel > 1), else a plain call."""
+    if not conv.context:
+        return conv(x)
+    y, past = conv.step(x, state.take())
+    state.give(past)
+    return y
 
 
 def _codebook(sd: dict, prefix: str) -> torch.Tensor:
@@ -137,20 +185,43 @@ class SpeechDecoder(nn.Module):
             rest = rest + self.codebooks[g][codes[:, g]]
         return self.out_first(first) + self.out_rest(rest)
 
-    def forward(self, codes):
+    def conv_state_layout(self) -> list:
+        """[input channels, context] of every causal conv with a context, in call order: the conv_state.i inputs."""
+        out = []
+        for m in self.modules():
+            if isinstance(m, CausalConv) and m.context:
+                out.append([m.weight.shape[1] * m.groups, m.context])
+            elif isinstance(m, CausalTransConv) and m.context:
+                out.append([m.weight.shape[0], m.context])
+        return out
+
+    def attention_layout(self) -> dict:
+        layer = self.layers[0]
+        return {"layers": len(self.layers), "heads": layer.h, "head_dim": layer.d, "window": self.window}
+
+    def forward(self, codes, offset, *state):
+        """codes [B, 16, T]; offset: the position of the first of these frames (0 for a fresh decode); state: the
+        conv states (conv_state_layout order), then each layer's past keys and values. Returns the waveform
+        [B, T * 1920] and the next state in the same order."""
+        n_conv = len(state) - 2 * len(self.layers)
+        convs = StreamState(state[:n_conv])
         x = self.quantizer_decode(codes).transpose(1, 2)
-        x = self.pre_conv(x).transpose(1, 2)
+        x = conv_step(self.pre_conv, x, convs).transpose(1, 2)
         x = self.input_proj(x)
-        t = x.shape[1]
-        pos = torch.arange(t, device=x.device)
+        t, p = x.shape[1], state[n_conv].shape[2]
+        pos = offset + torch.arange(t, device=x.device)
         cos, sin = rope_cos_sin(pos.unsqueeze(0), self.inv_freq)
-        diff = pos.unsqueeze(1) - pos.unsqueeze(0)
-        mask = ((diff >= 0) & (diff < self.window)).reshape(1, 1, t, t)
-        for layer in self.layers:
-            x = layer(x, cos, sin, mask)
+        diff = torch.arange(t, device=x.device).unsqueeze(1) + p - torch.arange(p + t, device=x.device).unsqueeze(0)
+        mask = ((diff >= 0) & (diff < self.window)).reshape(1, 1, t, p + t)
+        kv = []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, cos, sin, mask, state[n_conv + 2 * i], state[n_conv + 2 * i + 1])
+            kv += [k[:, :, k.shape[2] - min(k.shape[2], self.window - 1):],
+                   v[:, :, v.shape[2] - min(v.shape[2], self.window - 1):]]
         x = self.output_proj(rms_norm(x, self.norm, self.eps)).transpose(1, 2)
         for m in self.upsample:
-            x = m(x)
+            x = m(x, convs)
         for m in self.blocks:
-            x = m(x)
-        return x.squeeze(1).clamp(-1.0, 1.0)
+            x = conv_step(m, x, convs) if isinstance(m, CausalConv) else m(x, convs)
+        convs.check_used()
+        return (x.squeeze(1).clamp(-1.0, 1.0), *convs.outgoing, *kv)

@@ -52,7 +52,7 @@ class TransformerLayer(nn.Module):
     def forward(self, x, cos, sin, mask):
         c = x.shape[-1]
         h = F.layer_norm(x, (c,), self.ln1_w, self.ln1_b, self.eps)
-        x = x + self.ls1 * multi_head_attention(h, self.q, self.k, self.v, self.o, self.h, self.d, cos, sin, mask)
+        x = x + self.ls1 * multi_head_attention(h, self.q, self.k, self.v, self.o, self.h, self.d, cos, sin, mask)[0]
         h = F.layer_norm(x, (c,), self.ln2_w, self.ln2_b, self.eps)
         return x + self.ls2 * self.fc2(F.gelu(self.fc1(h)))
 

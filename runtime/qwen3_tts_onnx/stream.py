@@ -1,0 +1,102 @@
+"""Streaming synthesis: audio chunks while the model generates, decoded exactly by the stateful speech decoder.
+
+    FrameLoop.run ─► frame codes ─► pending ── first_chunk_frames (then chunk_frames) reached? ──► decoder.step
+                                                                                                   │
+                       (the frame loop waits, suspended, while the consumer has the chunk) ◄── yield AudioChunk
+
+The first chunk is yielded before the loop generates the next frame, so first audio costs the prompt prefill, the
+first frames and one small decode. Concatenated chunks equal `decode(codes, "exact")`; in ICL voice cloning the
+reference codes run through the decoder first (their samples dropped), so the chunks equal the exact decode of
+reference + generated codes with exactly ref_frames * 1920 samples cut off. Closing the generator (or leaving a
+`for` loop over it) stops generation at once and drops the KV cache and the decoder state.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import contracts as C
+from .decode import DecoderState, SpeechDecoder
+from .errors import InputError
+
+DEFAULT_FIRST_CHUNK_FRAMES = 2  # 160 ms of audio: small, so first audio comes early
+DEFAULT_CHUNK_FRAMES = 12  # 0.96 s: larger chunks decode more efficiently
+
+
+@dataclass(frozen=True)
+class ChunkTiming:
+    elapsed_s: float  # from the call to this chunk being ready (for the first chunk: the first-audio latency)
+    generate_s: float  # time the frame loop spent on this chunk's frames (the first chunk's includes the prefill)
+    decode_s: float  # time the speech decoder spent on this chunk (the first chunk's includes ICL warm-up)
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    samples: np.ndarray  # float32 mono, 1920 per frame
+    sample_rate: int
+    frame_start: int  # generated frames [frame_start, frame_end) (ICL reference frames not counted)
+    frame_end: int
+    codes: np.ndarray  # int64 [frame_end - frame_start, 16]: the frames' codes
+    timing: ChunkTiming
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[0] / self.sample_rate
+
+
+def check_chunking(first_chunk_frames, chunk_frames) -> tuple[int, int]:
+    for name, v in (("first_chunk_frames", first_chunk_frames), ("chunk_frames", chunk_frames)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InputError(f"{name} must be a positive number of frames (12.5 per second), got {v!r}")
+    return int(first_chunk_frames), int(chunk_frames)
+
+
+def warm(decoder: SpeechDecoder, state: DecoderState, codes: np.ndarray) -> None:
+    """Run reference codes through the decoder for their state only (ICL voice cloning)."""
+    for i in range(0, codes.shape[0], C.DECODE_CHUNK_FRAMES):
+        decoder.step(codes[i:i + C.DECODE_CHUNK_FRAMES], state)
+
+
+def stream_audio(frames, decoder: SpeechDecoder, first_chunk_frames: int, chunk_frames: int, started: float,
+                 warm_codes: np.ndarray | None = None):
+    """frames: a FrameLoop.run generator for one item. Yields AudioChunk; see the module docstring."""
+    state = decoder.new_state()
+    warm_s = 0.0
+    try:
+        if warm_codes is not None and warm_codes.shape[0]:
+            t = time.perf_counter()
+            warm(decoder, state, warm_codes)
+            warm_s = time.perf_counter() - t
+        pending: list = []
+        done = 0
+        target = first_chunk_frames
+        gen_started = time.perf_counter()
+        gen_s = 0.0
+        for codes, finished in frames:
+            if finished[0]:
+                break
+            pending.append(codes[0])
+            if len(pending) < target:
+                continue
+            gen_s += time.perf_counter() - gen_started
+            yield _chunk(decoder, state, pending, done, gen_s, warm_s, started)
+            done += len(pending)
+            pending, target, gen_s, warm_s = [], chunk_frames, 0.0, 0.0
+            gen_started = time.perf_counter()  # the consumer's time with the chunk is not generation time
+        if pending:
+            gen_s += time.perf_counter() - gen_started
+            yield _chunk(decoder, state, pending, done, gen_s, warm_s, started)
+    finally:
+        frames.close()  # stops the frame loop; its KV cache goes with it
+        state.tensors.clear()
+
+
+def _chunk(decoder, state, pending, done, gen_s, warm_s, started) -> AudioChunk:
+    codes = np.stack(pending).astype(np.int64)
+    t = time.perf_counter()
+    samples = decoder.step(codes, state)
+    now = time.perf_counter()
+    return AudioChunk(samples.astype(np.float32, copy=False), C.SAMPLE_RATE, done, done + len(pending), codes,
+                      ChunkTiming(elapsed_s=now - started, generate_s=gen_s, decode_s=now - t + warm_s))

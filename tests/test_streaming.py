@@ -1,0 +1,166 @@
+"""Exact streaming: the stateful speech decoder in any chunking equals one pass; streamed generation gives the same
+codes as the non-streaming API and its samples equal the exact decode; the first chunk comes before the loop
+generates further frames; closing the stream stops it; `speak --stream` writes playable output."""
+from __future__ import annotations
+
+import gc
+import io
+import weakref
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from oracle import GREEDY
+from qwen3_tts_onnx import Qwen3TTS, generate
+from qwen3_tts_onnx.cli import main as cli_main
+from qwen3_tts_onnx.errors import InputError
+
+# The streaming decoder runs the same graph on other chunk lengths: convolution kernels sum in a length-dependent
+# order, so samples differ from one pass by float32 rounding only (measured: at most 1.0e-5 on these test decoders,
+# whose output peaks around 0.4; a single ONNX Runtime Conv node alone differs by 1-6e-6 between chunkings).
+STREAM_TOL = 1.5e-5
+TEXT = "Hello world, this is a streaming test of the decoder."
+SAMPLING = dict(do_sample=True, subtalker_dosample=True, top_k=50, temperature=0.9, max_new_tokens=30)
+
+
+def _chunkings(frames: int) -> list:
+    uneven = []
+    i = 0
+    while sum(uneven) < frames:
+        uneven.append(min((2, 5, 1, 13)[i % 4], frames - sum(uneven)))
+        i += 1
+    return [[1] * frames, uneven, [frames]] if frames > 1 else [[1]]
+
+
+def _stream_decode(m, codes, chunks):
+    state, out, at = m.ours.decoder.new_state(), [], 0
+    for n in chunks:
+        out.append(m.ours.decoder.step(codes[at:at + n], state))
+        at += n
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("frames", [1, 7, 80, 400])
+def test_streaming_decoder_equals_one_pass(models, frames):
+    m = models("cv_wide")
+    codes = np.random.default_rng(frames + 7).integers(0, 2048, size=(frames, 16), dtype=np.int64)
+    one_pass = _stream_decode(m, codes, [frames])
+    assert one_pass.shape == (frames * 1920,)
+    for chunks in _chunkings(frames) + [[frames // 3, frames - frames // 3]] * (frames > 3):
+        got = _stream_decode(m, codes, chunks)
+        assert got.shape == one_pass.shape
+        assert np.abs(got - one_pass).max() <= STREAM_TOL, (chunks[:6], np.abs(got - one_pass).max())
+    if frames <= 300:  # the official decode is one pass up to 300 frames
+        want, _ = m.ref.model.speech_tokenizer.decode([{"audio_codes": torch.from_numpy(codes)}])
+        assert np.abs(_stream_decode(m, codes, _chunkings(frames)[0]) - want[0]).max() <= 1e-4
+
+
+def test_stream_same_codes_and_samples_as_generate(models):
+    tts = models("cv_wide").ours
+    kw = dict(speaker="ryan", language="english", seed=123, **SAMPLING)
+    chunks = list(tts.stream_custom_voice(TEXT, first_chunk_frames=2, chunk_frames=5, **kw))
+    rows = tts._custom_voice_rows(TEXT, "ryan", "english", None, True)
+    codes = tts.generate_codes(rows, seed=123, **{k: v for k, v in SAMPLING.items()})[0]
+    assert codes.shape[0] >= 10
+    np.testing.assert_array_equal(np.concatenate([c.codes for c in chunks]), codes)
+    assert [c.frame_end - c.frame_start for c in chunks[:2]] == [2, 5]
+    assert all(a.frame_end == b.frame_start for a, b in zip(chunks, chunks[1:]))
+    assert all(c.sample_rate == 24000 and c.samples.dtype == np.float32 for c in chunks)
+    assert all(c.samples.shape[0] == 1920 * (c.frame_end - c.frame_start) for c in chunks)
+    wav, _ = tts.generate_custom_voice(TEXT, decode_mode="exact", **kw)
+    streamed = np.concatenate([c.samples for c in chunks])
+    assert streamed.shape == wav[0].shape
+    assert np.abs(streamed - wav[0]).max() <= STREAM_TOL
+    t = [c.timing for c in chunks]
+    assert all(x.generate_s > 0 and x.decode_s > 0 for x in t)
+    assert all(a.elapsed_s < b.elapsed_s for a, b in zip(t, t[1:]))
+
+
+def test_stream_voice_design(models):
+    tts = models("vd").ours
+    kw = dict(instruct="A calm, low voice.", language="english", seed=5, **SAMPLING)
+    chunks = list(tts.stream_voice_design(TEXT, first_chunk_frames=1, chunk_frames=4, **kw))
+    wav, _ = tts.generate_voice_design(TEXT, decode_mode="exact", **kw)
+    streamed = np.concatenate([c.samples for c in chunks])
+    assert chunks[0].frame_end == 1 and streamed.shape == wav[0].shape
+    assert np.abs(streamed - wav[0]).max() <= STREAM_TOL
+
+
+class _Recorder:
+    """A session stand-in that logs each run by graph name."""
+
+    def __init__(self, session, name, log):
+        self.session, self.name, self.log = session, name, log
+
+    def run(self, *args, **kwargs):
+        self.log.append(self.name)
+        return self.session.run(*args, **kwargs)
+
+
+def _recorded(m):
+    log: list = []
+    tts = Qwen3TTS(m.ours.artifacts, {n: _Recorder(s, n, log) for n, s in m.ours.sessions.items()})
+    return tts, log
+
+
+def test_first_chunk_before_next_frames_and_close_stops(models, monkeypatch):
+    tts, log = _recorded(models("cv_wide"))
+    caches = weakref.WeakSet()
+    real_cache = generate.KVCache
+
+    class TrackedCache(real_cache):
+        def __init__(self, *a):
+            super().__init__(*a)
+            caches.add(self)
+
+    monkeypatch.setattr(generate, "KVCache", TrackedCache)
+    stream = tts.stream_custom_voice(TEXT, speaker="ryan", language="english", first_chunk_frames=2, chunk_frames=5,
+                                     max_new_tokens=40, **GREEDY)
+    assert log.count("talker") == 0 and log.count("code_predictor") == 0  # only the prompt embedding so far
+    first = next(stream)
+    assert (first.frame_start, first.frame_end) == (0, 2)
+    # prefill + one decode step, two code predictor runs, one decoder call: nothing of frame 3 yet
+    assert log.count("talker") == 2 and log.count("code_predictor") == 2 and log.count("speech_decoder") == 1
+    second = next(stream)
+    assert (second.frame_start, second.frame_end) == (2, 7) and log.count("code_predictor") == 7
+    assert len(caches) == 1
+    stream.close()
+    runs = len(log)
+    with pytest.raises(StopIteration):
+        next(stream)
+    gc.collect()
+    assert len(log) == runs and len(caches) == 0  # no more runs; the KV cache is gone
+
+
+def test_stream_bad_arguments(models):
+    tts = models("cv_wide").ours
+    with pytest.raises(InputError, match="first_chunk_frames"):
+        tts.stream_custom_voice(TEXT, speaker="ryan", first_chunk_frames=0)
+    with pytest.raises(InputError, match="chunk_frames"):
+        tts.stream_custom_voice(TEXT, speaker="ryan", chunk_frames=2.5)
+    with pytest.raises(InputError, match="one text at a time"):
+        tts.stream_custom_voice([TEXT, TEXT], speaker="ryan")
+    with pytest.raises(InputError, match="unsupported speaker"):  # raised at the call, not at the first chunk
+        tts.stream_custom_voice(TEXT, speaker="nobody")
+
+
+def test_cli_stream_wav_and_raw_pcm(models, tmp_path, capsysbinary):
+    m = models("cv_wide")
+    args = ["speak", "--model", str(m.art), "--text", TEXT, "--speaker", "ryan", "--language", "english", "--greedy",
+            "--max-new-tokens", "25", "--stream"]
+    wav_path, codes_path = tmp_path / "s.wav", tmp_path / "c.npy"
+    assert cli_main(args + ["--out", str(wav_path), "--codes-out", str(codes_path)]) == 0
+    codes = np.load(codes_path)
+    data, sr = sf.read(wav_path, dtype="float32")
+    assert sr == 24000 and data.shape == (codes.shape[0] * 1920,) and codes.shape[0] > 0
+    want = m.ours.decode(codes, "exact")
+    assert np.abs(data - want).max() <= 1.0 / 32767 + STREAM_TOL  # 16-bit PCM
+    capsysbinary.readouterr()
+    assert cli_main(args + ["--out", "-"]) == 0
+    raw = capsysbinary.readouterr().out
+    assert len(raw) == 2 * codes.shape[0] * 1920
+    pcm = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32767
+    assert np.abs(pcm - want).max() <= 1.0 / 32767 + STREAM_TOL
+    assert sf.info(io.BytesIO(wav_path.read_bytes())).frames == codes.shape[0] * 1920
