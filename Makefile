@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 MODEL ?=
-OUT ?= artifacts/$(notdir $(patsubst %/,%,$(MODEL)))
+PRECISION ?= fp32
+OUT ?= artifacts/$(notdir $(patsubst %/,%,$(MODEL)))$(if $(filter-out fp32,$(PRECISION)),-$(PRECISION))
 
-.PHONY: install export test demo
+.PHONY: install export test demo bench bench-quick
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +18,18 @@ install:
 	$(BIN)/pip install --quiet --no-deps qwen-tts==0.1.1
 
 export:
-	@test -n "$(MODEL)" || { echo "usage: make export MODEL=<hub id or checkpoint dir> [OUT=<dir>]"; exit 2; }
-	$(BIN)/python -m qwen3_tts_export --model "$(MODEL)" --out "$(OUT)"
+	@test -n "$(MODEL)" || { echo "usage: make export MODEL=<hub id or checkpoint dir> [OUT=<dir>] [PRECISION=fp32|int8|int4]"; exit 2; }
+	$(BIN)/python -m qwen3_tts_export --model "$(MODEL)" --out "$(OUT)" --precision "$(PRECISION)"
 
 test:
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 demo:
 	$(BIN)/python -m qwen3_tts_export.demo
+
+# Full benchmarks against the official package (full-size random checkpoints; exports cached in artifacts/bench).
+bench:
+	$(BIN)/python scripts/bench.py --json artifacts/bench/results.json --record BENCHMARKS.md
+
+bench-quick:
+	$(BIN)/python scripts/bench.py --quick

@@ -22,7 +22,8 @@ CASES = {
 # Test files that share exported checkpoints run on the same xdist worker (`make test` runs two workers).
 XDIST_GROUPS = {
     "test_parity.py": "custom_voice", "test_errors.py": "custom_voice", "test_graphs.py": "custom_voice",
-    "test_runtime_without_torch.py": "custom_voice",
+    "test_runtime_without_torch.py": "custom_voice", "test_streaming.py": "custom_voice",
+    "test_precision.py": "custom_voice",
     "test_voice_clone.py": "base", "test_voice_clone_errors.py": "base",
 }
 

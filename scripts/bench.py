@@ -1,0 +1,316 @@
+"""Benchmarks against the official qwen-tts, same run, same machine, alternating runs, medians.
+
+    .venv/bin/python scripts/bench.py [--quick] [--sizes 0b6,1b7] [--variants fp32,int8,int4] [--frames 100]
+                                      [--threads 2] [--repeats 3] [--work artifacts/bench] [--json out.json]
+                                      [--record BENCHMARKS.md]
+
+Builds full-size random CustomVoice checkpoints from the real configs (EOS logit zeroed, so every run generates
+exactly --frames frames), exports fp32 once and each quantized variant from it (cached under --work), then times:
+  - the generation loop (prompt prefill + frames, greedy, Ryan, English): official `model.generate` vs our
+    `generate_codes`, per variant; time per talker step and per code predictor frame (ours, from session timings);
+  - the speech decoder per frame: official `speech_tokenizer.decode` vs ours (windowed, the default);
+  - streaming (ours): first-audio latency and end-to-end RTF of `stream_custom_voice`, against non-streaming
+    generate + decode in the same run;
+  - the floor: weight bytes each frame must read (talker + 15 x code predictor, the variant's storage) divided by
+    the measured memory read bandwidth; artifact size; resident memory added by loading.
+--quick: the real 0.6B sizes, 12 frames, fp32 and int4 loops and each side's decoder; ends with
+  speedup_fp32_vs_official=<x>
+  speedup_best_vs_official=<y> (<variant>)
+(ratios of median loop frames per second).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+TEXT = "The quick brown fox jumps over the lazy dog, and then it runs far away into the forest."
+FPS = 12.5
+
+
+def _log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def read_bandwidth_gbs() -> float:
+    """Memory read bandwidth: summing a 1 GiB array (well past the caches), best of 5."""
+    a = np.ones(1 << 28, dtype=np.float32)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        a.sum()
+        best = min(best, time.perf_counter() - t)
+    return a.nbytes / best / 1e9
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+class Timed:
+    """A session stand-in that accumulates run time per graph."""
+
+    def __init__(self, session, stats: dict, name: str):
+        self.session, self.stats, self.name = session, stats, name
+
+    def run(self, *args, **kwargs):
+        t = time.perf_counter()
+        out = self.session.run(*args, **kwargs)
+        s = self.stats.setdefault(self.name, [0.0, 0])
+        s[0] += time.perf_counter() - t
+        s[1] += 1
+        return out
+
+
+def weight_bytes_per_frame(art: Path) -> dict:
+    """Bytes of weights a frame reads: the talker's once, the code predictor's 15 times (its layers run once per
+    group; embeddings and heads: one table/head per group, so counted once), from the stored initializers."""
+    import onnx
+
+    out = {}
+    for g in ("talker", "code_predictor"):
+        m = onnx.load(str(art / f"{g}.onnx"), load_external_data=False)
+        layers = other = 0
+        for init in m.graph.initializer:
+            n = init.raw_data and len(init.raw_data)
+            if not n:
+                for ext in init.external_data:
+                    if ext.key == "length":
+                        n = int(ext.value)
+            n = n or 0
+            if g == "code_predictor" and init.name.startswith("layers."):
+                layers += n
+            elif g == "talker" and ("embedding" in init.name):
+                continue  # a gather reads one row, not the table
+            elif g == "code_predictor" and ("embedding" in init.name or "embed" in init.name):
+                continue
+            else:
+                other += n
+        out[g] = other + (15 * layers if g == "code_predictor" else layers)
+    out["total"] = out["talker"] + out["code_predictor"]
+    return out
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def prepare(work: Path, size: str, variants: list) -> tuple[Path, dict]:
+    from qwen3_tts_export.export import export_all
+    from qwen3_tts_export.quantize import quantize_artifacts
+    from qwen3_tts_export.random_checkpoint import build
+    from qwen3_tts_onnx import contracts as C
+
+    root = work / f"{size}-custom_voice"
+    ckpt = root / "checkpoint"
+    if not (ckpt / "model.safetensors").is_file():
+        _log(f"building a random {size} CustomVoice checkpoint (EOS logit zeroed)")
+        build(ckpt, kind="custom_voice", size=size, eos_scale=0.0)
+
+    def fresh(d: Path) -> bool:
+        try:
+            return json.loads((d / C.MANIFEST).read_text())["format_version"] == C.FORMAT_VERSION
+        except (OSError, ValueError, KeyError):
+            return False
+
+    arts = {"fp32": root / "fp32"}
+    if not fresh(arts["fp32"]):
+        t = time.time()
+        export_all(ckpt, arts["fp32"])
+        _log(f"fp32 export: {time.time() - t:.0f} s")
+    for v in variants:
+        if v == "fp32":
+            continue
+        arts[v] = root / v
+        if not fresh(arts[v]) or json.loads((arts[v] / C.MANIFEST).read_text()).get("precision") != v:
+            t = time.time()
+            quantize_artifacts(arts["fp32"], arts[v], v)
+            _log(f"{v} variant: {time.time() - t:.0f} s")
+    return ckpt, arts
+
+
+def run_model(size: str, a, bandwidth: float) -> dict:
+    import torch
+
+    from qwen3_tts_export.reference import qwen_tts
+    from qwen3_tts_onnx import Qwen3TTS
+
+    torch.set_num_threads(a.threads)
+    ckpt, arts = prepare(Path(a.work), size, a.variants)
+    greedy = dict(do_sample=False, subtalker_dosample=False)
+    n = a.frames
+    rss0 = _rss_mb()
+    ref = qwen_tts().Qwen3TTSModel.from_pretrained(str(ckpt))
+    rss_official = _rss_mb() - rss0
+    ours, stats, loaded = {}, {}, {}
+    for v in a.variants:
+        r0 = _rss_mb()
+        tts = Qwen3TTS.from_pretrained(arts[v], threads=a.threads)
+        loaded[v] = _rss_mb() - r0
+        stats[v] = {}
+        ours[v] = Qwen3TTS(tts.artifacts, {g: Timed(s, stats[v], g) for g, s in tts.sessions.items()})
+    ids = ref._tokenize_texts([ref._build_assistant_text(TEXT)])
+
+    def official_loop():
+        with torch.no_grad():
+            codes, _ = ref.model.generate(input_ids=ids, instruct_ids=[None], languages=["english"],
+                                          speakers=["ryan"], non_streaming_mode=True, max_new_tokens=n + 1, **greedy)
+        return codes[0].numpy()
+
+    times: dict = {"official_loop": [], "official_decoder": []}
+    for v in a.variants:
+        for k in ("loop", "decoder", "talker_step", "predictor_frame", "stream_first_audio", "stream_total",
+                  "nonstream_total"):
+            times[f"{v}_{k}"] = []
+    codes = None
+    for rep in range(a.repeats):
+        t = time.perf_counter()
+        codes = official_loop()
+        times["official_loop"].append(time.perf_counter() - t)
+        if codes.shape[0] != n:
+            raise RuntimeError(f"the official loop made {codes.shape[0]} frames, expected {n}")
+        if not a.quick or rep == 0 or True:
+            t = time.perf_counter()
+            with torch.no_grad():
+                ref.model.speech_tokenizer.decode([{"audio_codes": torch.from_numpy(codes)}])
+            times["official_decoder"].append((time.perf_counter() - t) / n)
+        for v in a.variants:
+            tts = ours[v]
+            rows = tts._custom_voice_rows(TEXT, "ryan", "english", None, True)
+            stats[v].clear()
+            t = time.perf_counter()
+            got = tts.generate_codes(rows, max_new_tokens=n + 1, **greedy)[0]
+            loop = time.perf_counter() - t
+            if got.shape[0] != n:
+                raise RuntimeError(f"our {v} loop made {got.shape[0]} frames, expected {n}")
+            times[f"{v}_loop"].append(loop)
+            tk, cp = stats[v]["talker"], stats[v]["code_predictor"]
+            times[f"{v}_talker_step"].append(tk[0] / tk[1])
+            times[f"{v}_predictor_frame"].append(cp[0] / cp[1])
+            t = time.perf_counter()
+            tts.decode(got)
+            dec = time.perf_counter() - t
+            times[f"{v}_decoder"].append(dec / n)
+            times[f"{v}_nonstream_total"].append(loop + dec)
+            if not a.quick:
+                t = time.perf_counter()
+                first = None
+                for chunk in tts.stream_custom_voice(TEXT, speaker="ryan", language="english",
+                                                     max_new_tokens=n + 1, **greedy):
+                    first = chunk.timing.elapsed_s if first is None else first
+                times[f"{v}_stream_first_audio"].append(first)
+                times[f"{v}_stream_total"].append(time.perf_counter() - t)
+        _log(f"{size} round {rep + 1}/{a.repeats}: official loop {times['official_loop'][-1]:.1f} s, "
+             + ", ".join(f"{v} {times[f'{v}_loop'][-1]:.1f} s" for v in a.variants))
+    med = {k: statistics.median(x) for k, x in times.items() if x}
+    audio_s = n / FPS
+    result = {"size": size, "frames": n, "threads": a.threads, "repeats": a.repeats,
+              "official": {"loop_s_per_frame": med["official_loop"] / n,
+                           "loop_fps": n / med["official_loop"],
+                           "loop_rtf": med["official_loop"] / audio_s,
+                           "decoder_s_per_frame": med["official_decoder"],
+                           "e2e_rtf": (med["official_loop"] + med["official_decoder"] * n) / audio_s,
+                           "rss_added_mb": rss_official},
+              "variants": {}}
+    for v in a.variants:
+        wb = weight_bytes_per_frame(arts[v])
+        r = {"loop_s_per_frame": med[f"{v}_loop"] / n, "loop_fps": n / med[f"{v}_loop"],
+             "loop_rtf": med[f"{v}_loop"] / audio_s,
+             "speedup_loop_vs_official": med["official_loop"] / med[f"{v}_loop"],
+             "talker_step_s": med[f"{v}_talker_step"], "predictor_frame_s": med[f"{v}_predictor_frame"],
+             "decoder_s_per_frame": med[f"{v}_decoder"],
+             "speedup_decoder_vs_official": med["official_decoder"] / med[f"{v}_decoder"],
+             "e2e_rtf": med[f"{v}_nonstream_total"] / audio_s,
+             "weight_bytes_per_frame": wb["total"], "floor_s_per_frame": wb["total"] / (bandwidth * 1e9),
+             "artifact_bytes": dir_bytes(arts[v]), "rss_added_mb": loaded[v]}
+        if f"{v}_stream_first_audio" in med:
+            r["stream_first_audio_s"] = med[f"{v}_stream_first_audio"]
+            r["stream_e2e_rtf"] = med[f"{v}_stream_total"] / audio_s
+        result["variants"][v] = r
+    return result
+
+
+def table(results: list, machine: str, command: str) -> str:
+    lines = [f"Machine: {machine}. Command: `{command}`. Medians of alternating runs; loop = prompt prefill + "
+             "frames, greedy; RTF = wall time / audio time (lower is better).", "",
+             "| model | side | loop s/frame | loop RTF | vs official | talker step | predictor frame | decoder s/frame "
+             "| decoder vs official | e2e RTF | streaming first audio | streaming e2e RTF | floor s/frame "
+             "| artifacts | RSS added |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        o = res["official"]
+        lines.append(f"| {res['size']} CustomVoice, {res['frames']} frames | official qwen-tts | "
+                     f"{o['loop_s_per_frame']:.3f} | {o['loop_rtf']:.2f} | 1.00x | | | {o['decoder_s_per_frame']:.3f} "
+                     f"| 1.00x | {o['e2e_rtf']:.2f} | none | | | | {o['rss_added_mb']:.0f} MB |")
+        for v, r in res["variants"].items():
+            fa = f"{r['stream_first_audio_s'] * 1000:.0f} ms" if "stream_first_audio_s" in r else "-"
+            se = f"{r['stream_e2e_rtf']:.2f}" if "stream_e2e_rtf" in r else "-"
+            lines.append(
+                f"| | ours {v} | {r['loop_s_per_frame']:.3f} | {r['loop_rtf']:.2f} | "
+                f"**{r['speedup_loop_vs_official']:.2f}x** | {r['talker_step_s'] * 1000:.0f} ms | "
+                f"{r['predictor_frame_s'] * 1000:.0f} ms | {r['decoder_s_per_frame']:.3f} | "
+                f"{r['speedup_decoder_vs_official']:.2f}x | {r['e2e_rtf']:.2f} | {fa} | {se} | "
+                f"{r['floor_s_per_frame']:.3f} | {r['artifact_bytes'] / 1e9:.2f} GB | {r['rss_added_mb']:.0f} MB |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--sizes", default=None, help="comma list of 0b6, 1b7 (default: 0b6,1b7; --quick: 0b6)")
+    p.add_argument("--variants", default=None, help="comma list of fp32, int8, int4 (default all; --quick: fp32,int4)")
+    p.add_argument("--frames", type=int, default=None, help="frames per run (default 100; --quick: 12)")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--work", default="artifacts/bench")
+    p.add_argument("--json", help="write the results as JSON here")
+    p.add_argument("--record", help="append the table to this Markdown file (e.g. BENCHMARKS.md)")
+    a = p.parse_args(argv)
+    a.sizes = (a.sizes or ("0b6" if a.quick else "0b6,1b7")).split(",")
+    a.variants = (a.variants or ("fp32,int4" if a.quick else "fp32,int8,int4")).split(",")
+    if "fp32" not in a.variants:
+        a.variants.insert(0, "fp32")
+    a.frames = a.frames or (12 if a.quick else 100)
+    bandwidth = read_bandwidth_gbs()
+    machine = (f"{cpu_name()}, {os.cpu_count()} cores, {a.threads} threads, measured read bandwidth "
+               f"{bandwidth:.1f} GB/s")
+    _log(machine)
+    results = [run_model(size, a, bandwidth) for size in a.sizes]
+    command = "scripts/bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    md = table(results, machine, command.strip())
+    print(md)
+    if a.json:
+        Path(a.json).write_text(json.dumps({"machine": machine, "command": command, "results": results}, indent=2))
+    if a.record:
+        with open(a.record, "a") as f:
+            f.write(f"\n### {time.strftime('%Y-%m-%d')}: {command.strip()}\n\n{md}\n")
+    first = results[0]
+    best = max(first["variants"], key=lambda v: first["variants"][v]["speedup_loop_vs_official"])
+    print(f"speedup_fp32_vs_official={first['variants']['fp32']['speedup_loop_vs_official']:.2f}")
+    print(f"speedup_best_vs_official={first['variants'][best]['speedup_loop_vs_official']:.2f} ({best})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

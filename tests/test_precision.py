@@ -1,0 +1,135 @@
+"""Quality guards for the reduced-precision variants (ONNX Runtime's MatMulNBits weight-only quantizer), teacher
+forced: the quantized talker and code predictor get exactly the inputs of an fp32 greedy run, so one early
+difference cannot snowball into a different trajectory and hide (or fake) the per-step quality.
+
+Thresholds. Symmetric round-to-nearest with blocks of 128 gives each weight an error of about max|w| / (2^(b-1) - 1)
+/ sqrt(12) of the block's scale: for Gaussian weights (max near 3 sigma) 0.7 % relative at 8 bits and 12 % at 4 bits,
+i.e. a cosine of about 0.99998 (int8) and 0.993 (int4) per matrix product, compounding over the layers.
+- Talker (logits are an output): cosine per step >= 0.999 for int8 and >= 0.98 for int4; greedy tokens equal on
+  >= 95 % (int8) and >= 80 % (int4) of the steps. Measured on these tiny models: int8 cosine >= 0.99994 with every
+  token equal; int4 cosine >= 0.990 with 87-94 % equal.
+- Code predictor (its logits stay inside the graph): greedy agreement on the teacher-forced steps, >= 90 % for int8
+  and >= 50 % for int4. Its tiny random heads give small top-2 margins, so int4 noise flips many near-ties: measured
+  int8 94-98 %, int4 62-77 %. A broken variant (quantized heads, a wrong weight layout, a lost scale) agrees at chance
+  level, 1 in 2048, so the guards still catch it.
+Random weights say nothing about how real checkpoints sound; full-size figures are in BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oracle import GREEDY
+from qwen3_tts_export.quantize import quantize_artifacts
+from qwen3_tts_onnx import Qwen3TTS
+
+TEXT = "Hello world, this is a test of the quantized variants."
+FRAMES = 30
+TALKER_GUARDS = {"int8": (0.999, 0.95), "int4": (0.98, 0.80)}  # (min cosine, min greedy agreement)
+PREDICTOR_GUARDS = {"int8": 0.90, "int4": 0.50}  # min greedy agreement on teacher-forced steps
+
+
+class _Recorder:
+    def __init__(self, session, log):
+        self.session, self.log = session, log
+
+    def run(self, names, feeds):
+        self.log.append(dict(feeds))
+        return self.session.run(names, feeds)
+
+
+def _cos(a, b):
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.fixture(scope="module")
+def fp32_trajectory(models):
+    """Per model: the talker and code predictor feeds of an fp32 greedy run of FRAMES frames."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            m = models(name)
+            talker_log, cp_log = [], []
+            sessions = dict(m.ours.sessions, talker=_Recorder(m.ours.sessions["talker"], talker_log),
+                            code_predictor=_Recorder(m.ours.sessions["code_predictor"], cp_log))
+            tts = Qwen3TTS(m.ours.artifacts, sessions)
+            rows = tts._custom_voice_rows(TEXT, "ryan", "english", None, True)
+            codes = tts.generate_codes(rows, max_new_tokens=FRAMES + 1, **GREEDY)[0]
+            assert codes.shape[0] >= 20
+            cache[name] = (talker_log, cp_log)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def variant(models, tmp_path_factory):
+    cache = {}
+
+    def get(name, precision):
+        if (name, precision) not in cache:
+            out = tmp_path_factory.mktemp(f"{name}-{precision}")
+            manifest = quantize_artifacts(models(name).art, out, precision)
+            q = manifest["quantization"]
+            assert q["talker"]["matmuls_quantized"] > 0 and q["talker"]["matmuls_kept_fp32"] == 1  # codec_head
+            assert q["code_predictor"]["matmuls_kept_fp32"] == 15  # 15 heads (unrolled, shared weights)
+            cache[(name, precision)] = Qwen3TTS.from_pretrained(out)
+        return cache[(name, precision)]
+
+    return get
+
+
+@pytest.mark.parametrize("name", ["cv_equal", "cv_wide"])
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_quantized_talker_teacher_forced(models, fp32_trajectory, variant, name, precision):
+    talker_log, _ = fp32_trajectory(name)
+    ref, q = models(name).ours.sessions["talker"], variant(name, precision).sessions["talker"]
+    names = [o.name for o in ref.get_outputs()]
+    want, got = [], []
+    past_ref = past_q = None
+    for feeds in talker_log:
+        fr, fq = dict(feeds), dict(feeds)
+        if past_ref is not None:  # each side continues from its own cache; the new inputs are the fp32 run's
+            fr.update(past_ref)
+            fq.update(past_q)
+        out_r, out_q = ref.run(None, fr), q.run(None, fq)
+        want.append(out_r[0])
+        got.append(out_q[0])
+        past_ref = {n.replace("present", "past_key_values"): v for n, v in zip(names[2:], out_r[2:])}
+        past_q = {n.replace("present", "past_key_values"): v for n, v in zip(names[2:], out_q[2:])}
+    want, got = np.concatenate(want), np.concatenate(got)
+    cos = _cos(want, got)
+    agree = float((want.argmax(-1) == got.argmax(-1)).mean())
+    min_cos, min_agree = TALKER_GUARDS[precision]
+    print(f"{name} {precision}: talker logits cosine min {cos.min():.5f}, greedy agreement {agree:.3f}")
+    assert cos.min() >= min_cos, (precision, float(cos.min()))
+    assert agree >= min_agree, (precision, agree)
+    assert not np.array_equal(want, got)  # the variant really is a different graph
+
+
+@pytest.mark.parametrize("name", ["cv_equal", "cv_wide"])
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_quantized_code_predictor_teacher_forced(models, fp32_trajectory, variant, name, precision):
+    _, cp_log = fp32_trajectory(name)
+    ref, q = models(name).ours.sessions["code_predictor"], variant(name, precision).sessions["code_predictor"]
+    codes_r = np.concatenate([ref.run(["codes"], feeds)[0] for feeds in cp_log])
+    codes_q = np.concatenate([q.run(["codes"], feeds)[0] for feeds in cp_log])
+    # The graph runs its 15 steps on its own picks, so a step is teacher forced exactly when both sides picked the
+    # same codes before it (same hidden state, same group-0 code, same earlier groups): greedy agreement is
+    # measured on those steps. One early difference must not count as fifteen.
+    same_prefix = np.cumprod(codes_r == codes_q, axis=1).astype(bool)  # [frames, 16]: codes 0..j all equal
+    forced = same_prefix[:, :-1]  # step j + 1 is teacher forced when codes 0..j agree
+    agree = float((codes_r[:, 1:] == codes_q[:, 1:])[forced].mean())
+    print(f"{name} {precision}: {int(forced.sum())} teacher-forced steps, greedy agreement {agree:.3f}")
+    assert forced.sum() >= len(codes_r)  # at least one forced step per frame (group 1 always is)
+    assert agree >= PREDICTOR_GUARDS[precision], (precision, agree)
+
+
+def test_quantized_variant_generates(models, variant):
+    """A variant loads and runs through the public API like the fp32 export (same I/O, smaller weights)."""
+    tts = variant("cv_equal", "int4")
+    assert tts.artifacts.manifest["precision"] == "int4"
+    wavs, sr = tts.generate_custom_voice(TEXT, speaker="ryan", language="english", max_new_tokens=8, **GREEDY)
+    assert sr == 24000 and wavs[0].shape[0] % 1920 == 0 and 0 < wavs[0].shape[0] <= 7 * 1920
