@@ -12,7 +12,7 @@ install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[export,test]"
+	$(BIN)/pip install --quiet -e ".[export,test,server]"
 	# The official package is the test oracle; its pins (a CUDA torch via torchaudio) are not installable here,
 	# so it goes in without dependencies: everything it really uses is in the [export,test] extras.
 	$(BIN)/pip install --quiet --no-deps qwen-tts==0.1.1

@@ -23,7 +23,7 @@ CASES = {
 XDIST_GROUPS = {
     "test_parity.py": "custom_voice", "test_errors.py": "custom_voice", "test_graphs.py": "custom_voice",
     "test_runtime_without_torch.py": "custom_voice", "test_streaming.py": "custom_voice",
-    "test_precision.py": "custom_voice",
+    "test_precision.py": "custom_voice", "test_server.py": "custom_voice", "test_longform.py": "custom_voice",
     "test_voice_clone.py": "base", "test_voice_clone_errors.py": "base",
 }
 

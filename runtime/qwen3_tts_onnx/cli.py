@@ -5,6 +5,7 @@
                     [--stream [--first-chunk-frames N] [--chunk-frames N]] --out out.wav|- [--codes-out codes.npy]
                     [--ref-audio FILE [--ref-text TEXT | --x-vector-only] | --voice voice.qvoice]   (Base models)
     qwen3-tts voice create --model DIR --ref-audio FILE [--ref-text TEXT | --x-vector-only] --out voice.qvoice
+    qwen3-tts serve --model DIR [--host 127.0.0.1] [--port 8000] [--voices DIR]   (OpenAI-compatible HTTP API)
 """
 from __future__ import annotations
 
@@ -160,8 +161,21 @@ def main(argv=None) -> int:
     _clone_args(c, required=True)
     c.add_argument("--threads", type=int, help="CPU threads per session (default: all cores)")
     c.add_argument("--out", required=True, help="voice prompt file to write (for `speak --voice`)")
+    sv = sub.add_parser("serve", help="OpenAI-compatible speech server (POST /v1/audio/speech)")
+    sv.add_argument("--model", required=True, help="exported artifacts directory")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--voices", help="directory of saved voice prompts (Base models): voice name = file name")
+    sv.add_argument("--threads", type=int, help="CPU threads per session (default: all cores)")
+    sv.add_argument("--max-active", type=int, default=2, help="requests generating at once (default 2)")
+    sv.add_argument("--max-queue", type=int, default=16, help="requests waiting before 429 (default 16)")
     a = p.parse_args(argv)
     try:
+        if a.command == "serve":
+            from .server import serve
+
+            serve(a.model, a.host, a.port, a.voices, a.threads, a.max_active, a.max_queue)
+            return 0
         return _speak(a) if a.command == "speak" else _voice_create(a)
     except Qwen3TTSError as e:
         print(f"error: {e}", file=sys.stderr)

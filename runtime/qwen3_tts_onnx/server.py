@@ -1,0 +1,279 @@
+"""An OpenAI-compatible speech server: `qwen3-tts serve --model DIR [--host 127.0.0.1] [--port 8000]`.
+
+    POST /v1/audio/speech   OpenAI body (model, input, voice, response_format wav|pcm|flac, speed, stream) plus the
+                            model's own options (language, instruct, seed, sampling, max_new_tokens); unknown fields
+                            are rejected (400). stream=true sends audio as it is generated (wav with an open-ended
+                            header, or raw pcm: 16-bit little-endian mono at 24 kHz) with chunked transfer.
+    GET  /v1/models, /v1/voices, /health; the OpenAPI schema at /openapi.json, docs at /docs.
+
+Each request is split into sentences (longform.py), each sentence generated with a token budget scaled to its
+length and streamed in order through the exact stateful decoder, under a runaway guard. Requests run in worker
+threads (ONNX Runtime sessions are thread-safe), `max_active` at once; up to `max_queue` more wait, beyond that a
+429 answers at once. A client that disconnects stops its generation at the next chunk. Requests are not batched
+with each other: each response is exactly what the same request gets alone with the same seed.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from . import contracts as C
+from .errors import InputError, Qwen3TTSError
+from .longform import DEFAULT_MAX_CHARS, RunawayGuard, split_text, token_budget
+from .voice import VoicePrompt
+
+MAX_INPUT_CHARS = 20000  # about 20 minutes of speech
+MAX_BODY_BYTES = 256 * 1024
+FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac"}
+
+
+def _wav_header(num_samples: int | None) -> bytes:
+    """16-bit mono 24 kHz WAV header; num_samples=None writes the 0xFFFFFFFF 'unknown length' streaming form."""
+    data = 0xFFFFFFFF if num_samples is None else 2 * num_samples
+    riff = 0xFFFFFFFF if num_samples is None else 36 + data
+    return (b"RIFF" + struct.pack("<I", riff) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, C.SAMPLE_RATE,
+                                                                            2 * C.SAMPLE_RATE, 2, 16)
+            + b"data" + struct.pack("<I", data))
+
+
+def _pcm16(x: np.ndarray) -> bytes:
+    return np.rint(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def encode_audio(samples: np.ndarray, fmt: str) -> bytes:
+    if fmt == "pcm":
+        return _pcm16(samples)
+    if fmt == "wav":
+        return _wav_header(samples.shape[0]) + _pcm16(samples)
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, samples, C.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+class Synthesizer:
+    """The request -> audio-chunks logic, independent of HTTP: voices, sentence pieces, budgets, runaway guard."""
+
+    def __init__(self, tts, voices_dir: str | Path | None = None, max_chars: int = DEFAULT_MAX_CHARS):
+        self.tts, self.max_chars = tts, max_chars
+        self.voices: dict[str, VoicePrompt] = {}
+        if voices_dir is not None:
+            for path in sorted(Path(voices_dir).glob("*.qvoice*")):
+                prompt = VoicePrompt.load(path)
+                prompt.check_model(tts.model_size, tts.cfg["hidden_size"])
+                self.voices[path.name.split(".qvoice")[0]] = prompt
+
+    def voice_names(self) -> list[str]:
+        if self.tts.model_type == "custom_voice":
+            return self.tts.get_supported_speakers()
+        if self.tts.model_type == "base":
+            return sorted(self.voices)
+        return ["default"]  # VoiceDesign: the voice is described by `instruct`
+
+    def check_voice(self, voice: str | None) -> None:
+        t = self.tts.model_type
+        if t == "custom_voice" and (voice or "").lower() not in self.voice_names():
+            raise InputError(f"unknown voice {voice!r}; this CustomVoice model has {self.voice_names()}")
+        if t == "base" and voice not in self.voices:
+            raise InputError(f"unknown voice {voice!r}; saved voices: {sorted(self.voices)} (start the server with "
+                             "--voices DIR holding voice prompts from `qwen3-tts voice create`)")
+        if t == "voice_design" and voice not in (None, "", "default"):
+            raise InputError("a VoiceDesign model has no named voices: describe the voice in `instruct` and send "
+                             "voice 'default' (or none)")
+
+    def chunks(self, text: str, voice: str | None, language: str | None, instruct: str | None, seed: int | None,
+               options: dict, report: dict):
+        """A generator of AudioChunk for the whole text, piece by piece (each piece seeded seed + index)."""
+        self.check_voice(voice)
+        tts = self.tts
+        pieces = split_text(text, self.max_chars)
+        if not pieces:
+            raise InputError("input is empty; give the text to speak")
+        cap = int(options.pop("max_new_tokens", None) or tts.generate_defaults.get("max_new_tokens", 2048))
+        plans = []
+        for i, piece in enumerate(pieces):  # check everything before the first sample goes out
+            n_tokens = len(tts._text_ids(piece)) - 8
+            if tts.model_type == "custom_voice":
+                rows = tts._custom_voice_rows(piece, voice, language, instruct, True)
+                warm = None
+            elif tts.model_type == "voice_design":
+                if not instruct:
+                    raise InputError("a VoiceDesign model needs `instruct`: a description of the voice")
+                rows = tts._voice_design_rows(piece, instruct, language, True)
+                warm = None
+            else:
+                rows, prompts = tts._voice_clone_rows(piece, language, None, None, False, self.voices[voice], False)
+                warm = prompts[0].ref_codes if prompts[0].icl_mode else None
+            plans.append((rows[0], warm, token_budget(n_tokens, cap), None if seed is None else seed + i))
+        tts._options(dict(options))  # bad sampling options fail here, before streaming starts
+        report.update(pieces=len(pieces), frames=0, stopped=None)
+        for row, warm, budget, piece_seed in plans:
+            guard = RunawayGuard()
+            stream = tts.stream_rows(row, piece_seed, warm, max_new_tokens=budget, **options)
+            try:
+                for chunk in stream:
+                    report["frames"] += chunk.codes.shape[0]
+                    yield chunk
+                    if guard.feed(chunk.codes):
+                        report["stopped"] = f"runaway generation stopped: {guard.reason}"
+                        return
+            finally:
+                stream.close()
+
+
+class SpeechRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field("qwen3-tts", description="accepted for OpenAI compatibility: the server serves one model")
+    input: str = Field(..., min_length=1, max_length=MAX_INPUT_CHARS, description="text to speak")
+    voice: str | None = Field(None, description="preset speaker (CustomVoice), saved voice name (Base), "
+                                                "'default' (VoiceDesign)")
+    response_format: Literal["wav", "pcm", "flac", "mp3", "opus", "aac"] = "wav"
+    speed: float = Field(1.0, description="only 1.0: the model has no speed control")
+    stream: bool = False
+    stream_format: Literal["audio"] | None = None
+    instructions: str | None = Field(None, description="OpenAI's name for `instruct`")
+    language: str | None = None
+    instruct: str | None = Field(None, description="style instruction (1.7B CustomVoice) or voice "
+                                                   "description (VoiceDesign)")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    do_sample: bool | None = None
+    temperature: float | None = Field(None, gt=0, le=10)
+    top_k: int | None = Field(None, ge=0, le=C.CODEBOOK_SIZE)
+    top_p: float | None = Field(None, gt=0, le=1)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    subtalker_dosample: bool | None = None
+    subtalker_temperature: float | None = Field(None, gt=0, le=10)
+    subtalker_top_k: int | None = Field(None, ge=0, le=C.CODEBOOK_SIZE)
+    subtalker_top_p: float | None = Field(None, gt=0, le=1)
+    max_new_tokens: int | None = Field(None, ge=1, le=8192)
+
+
+def create_app(tts, voices_dir=None, max_active: int = 2, max_queue: int = 16, model_name: str | None = None,
+               max_chars: int = DEFAULT_MAX_CHARS):
+    """The FastAPI application around a loaded Qwen3TTS."""
+    synth = Synthesizer(tts, voices_dir, max_chars)
+    name = model_name or f"qwen3-tts-{tts.model_size}-{tts.model_type}"
+    app = FastAPI(title="qwen3-tts-onnx", description=__doc__, version="0.1.0")
+    state = {"active": 0, "waiting": 0}
+    slots = asyncio.Semaphore(max_active)
+
+    def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+        return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request, exc: RequestValidationError):
+        msgs = [f"{'.'.join(str(x) for x in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in exc.errors()]
+        return error(400, "; ".join(msgs) or "invalid request")
+
+    @app.exception_handler(Qwen3TTSError)
+    async def _bad_input(_request, exc: Qwen3TTSError):
+        return error(400, str(exc))
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
+            return error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "active": state["active"], "waiting": state["waiting"]}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "qwen3-tts-onnx",
+                                             "type": tts.model_type, "size": tts.model_size}]}
+
+    @app.get("/v1/voices")
+    async def voices():
+        return {"voices": synth.voice_names(), "languages": tts.get_supported_languages()}
+
+    @app.post("/v1/audio/speech", responses={200: {"content": {m: {} for m in FORMATS.values()}}})
+    async def speech(req: SpeechRequest, request: Request):
+        if req.response_format not in FORMATS:
+            return error(400, f"response_format {req.response_format!r} is not supported; use wav, pcm or flac")
+        if req.speed != 1.0:
+            return error(400, "speed other than 1.0 is not supported: Qwen3-TTS has no speed control")
+        if req.stream and req.response_format == "flac":
+            return error(400, "streaming sends wav or pcm; use response_format wav or pcm with stream=true")
+        if req.instructions and req.instruct and req.instructions != req.instruct:
+            return error(400, "give the instruction in `instruct` or `instructions`, not two different ones")
+        if state["active"] + state["waiting"] >= max_active + max_queue:
+            return error(429, f"server busy: {max_active} requests running and {max_queue} waiting; retry later",
+                         "rate_limit_error")
+        opts = {k: v for k, v in req.model_dump().items() if k in (
+            "do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "subtalker_dosample",
+            "subtalker_temperature", "subtalker_top_k", "subtalker_top_p", "max_new_tokens") and v is not None}
+        report: dict = {}
+        gen = synth.chunks(req.input, req.voice, req.language, req.instruct or req.instructions, req.seed, opts,
+                           report)
+        state["waiting"] += 1
+        try:
+            await slots.acquire()
+        finally:
+            state["waiting"] -= 1
+        state["active"] += 1
+
+        def release() -> None:
+            state["active"] -= 1
+            slots.release()
+
+        try:
+            first = await run_in_threadpool(next, gen, None)  # input errors surface here, as a 400
+        except BaseException:
+            release()
+            raise
+        if not req.stream:
+            try:
+                chunks = [] if first is None else [first]
+                chunks += await run_in_threadpool(list, gen)
+            finally:
+                release()
+            samples = np.concatenate([c.samples for c in chunks]) if chunks else np.zeros(0, np.float32)
+            headers = {"X-Frames": str(report.get("frames", 0)), "X-Pieces": str(report.get("pieces", 0))}
+            if report.get("stopped"):
+                headers["X-Generation-Stopped"] = report["stopped"]
+            return Response(encode_audio(samples, req.response_format), media_type=FORMATS[req.response_format],
+                            headers=headers)
+
+        async def body():
+            try:
+                if req.response_format == "wav":
+                    yield _wav_header(None)
+                if first is not None:
+                    yield _pcm16(first.samples)
+                while not await request.is_disconnected():
+                    chunk = await run_in_threadpool(next, gen, None)
+                    if chunk is None:
+                        return
+                    yield _pcm16(chunk.samples)
+            finally:
+                await run_in_threadpool(gen.close)  # stops the frame loop, frees the KV cache
+                release()
+
+        return StreamingResponse(body(), media_type=FORMATS[req.response_format])
+
+    return app
+
+
+def serve(model: str, host: str = "127.0.0.1", port: int = 8000, voices_dir=None, threads: int | None = None,
+          max_active: int = 2, max_queue: int = 16) -> None:
+    import uvicorn
+
+    from .api import Qwen3TTS
+
+    tts = Qwen3TTS.from_pretrained(model, threads=threads)
+    app = create_app(tts, voices_dir, max_active=max_active, max_queue=max_queue)
+    uvicorn.run(app, host=host, port=port, log_level="info")
