@@ -67,7 +67,7 @@ options = st.fixed_dictionaries({}, optional={
 })
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(text=texts, opts=options)
 def test_random_inputs_give_audio_or_a_clear_error(models, text, opts):
     tts = models("cv_wide").ours

@@ -152,17 +152,30 @@ def test_client_disconnect_stops_generation(server):
     _wait_idle(server, timeout=30)  # the stream was abandoned after its first chunk: its slot is free again
 
 
-def test_queue_full_gives_429(models):
+def test_queue_full_gives_429(models, monkeypatch):
+    from qwen3_tts_onnx import server as srv
+
+    gate = threading.Event()
+    real = srv.Synthesizer.chunks
+
+    def held(self, *args, **kwargs):  # the first request keeps its slot until the test opens the gate
+        for i, chunk in enumerate(real(self, *args, **kwargs)):
+            yield chunk
+            if i == 0:
+                gate.wait(60)
+
+    monkeypatch.setattr(srv.Synthesizer, "chunks", held)
     s = Server(create_app(models("cv_wide").ours, max_active=1, max_queue=0))
     try:
-        with httpx.stream("POST", f"{s.url}/v1/audio/speech", json=_speech(stream=True, max_new_tokens=200),
-                          timeout=60) as r:
+        with httpx.stream("POST", f"{s.url}/v1/audio/speech", json=_speech(stream=True), timeout=60) as r:
             next(r.iter_raw())  # holds the only slot
             busy = _post(s, **_speech())
             assert busy.status_code == 429 and "busy" in busy.json()["error"]["message"]
+            gate.set()
         _wait_idle(s)
         assert _post(s, **_speech(max_new_tokens=5)).status_code == 200
     finally:
+        gate.set()
         s.stop()
 
 

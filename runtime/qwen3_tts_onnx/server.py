@@ -260,7 +260,10 @@ def create_app(tts, voices_dir=None, max_active: int = 2, max_queue: int = 16, m
                         return
                     yield _pcm16(chunk.samples)
             finally:
-                await run_in_threadpool(gen.close)  # stops the frame loop, frees the KV cache
+                # No await here: after a disconnect the task is cancelled and an await would raise at once. The
+                # generator is suspended (to_thread waits for the running chunk), so closing it is immediate: it
+                # stops the frame loop and frees the KV cache and decoder state.
+                gen.close()
                 release()
 
         return StreamingResponse(body(), media_type=FORMATS[req.response_format])
