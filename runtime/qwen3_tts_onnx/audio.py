@@ -1,5 +1,6 @@
-"""Reference audio for voice cloning: reading, mono, resampling to 24 kHz, checks, and the speaker encoder's
-log-mel spectrogram, all in numpy (SPEC §3.8, §4.1).
+"""Audio in and out. In: reference audio for voice cloning: reading, mono, resampling to 24 kHz, checks, and the
+speaker encoder's log-mel spectrogram, all in numpy (SPEC §3.8, §4.1). Out: 16-bit PCM and WAV headers for
+streamed output (CLI --stream, the server).
 
 Reading uses soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3 and more); resampling uses soxr at "HQ",
 the resampler the official package reaches through `librosa.resample`, with librosa's output length.
@@ -177,3 +178,20 @@ def log_mel(wav24: np.ndarray) -> np.ndarray:
     mag = np.sqrt(spec.real ** 2 + spec.imag ** 2 + 1e-9)
     mel = mag @ mel_filterbank().astype(np.float64).T
     return np.log(np.maximum(mel, 1e-5)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------- output
+
+def pcm16(samples: np.ndarray) -> bytes:
+    """float [-1, 1] -> 16-bit little-endian PCM, scaled as libsndfile writes PCM_16."""
+    return np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def wav_header(num_samples: int | None) -> bytes:
+    """16-bit mono 24 kHz WAV header; num_samples=None writes the 0xFFFFFFFF "unknown length" form for streams."""
+    import struct
+
+    data = 0xFFFFFFFF if num_samples is None else 2 * num_samples
+    riff = 0xFFFFFFFF if num_samples is None else 36 + data
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, C.SAMPLE_RATE, 2 * C.SAMPLE_RATE, 2, 16)
+    return b"RIFF" + struct.pack("<I", riff) + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", data)

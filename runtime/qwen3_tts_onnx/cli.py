@@ -69,22 +69,19 @@ def _speak(a) -> int:
     return 0
 
 
-def _pcm16(samples: np.ndarray) -> bytes:
-    """float [-1, 1] -> 16-bit little-endian PCM, scaled as libsndfile writes PCM_16."""
-    return np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-
-
 def _speak_streaming(a, tts, row, prompt, kwargs) -> int:
     """Write audio as it is generated: raw PCM to stdout (--out -), or a WAV whose header is fixed up on close."""
     import soundfile as sf
 
+    from .audio import pcm16
+
     warm = prompt.ref_codes if prompt is not None and prompt.icl_mode else None
     chunks = tts.stream_rows(row, a.seed, warm, a.first_chunk_frames, a.chunk_frames, **kwargs)
-    codes, first_s, frames = [], None, 0
+    codes, first_s = [], None
     if a.out == "-":
         out = sys.stdout.buffer
         for c in chunks:
-            out.write(_pcm16(c.samples))
+            out.write(pcm16(c.samples))
             out.flush()
             codes.append(c.codes)
             first_s = c.timing.elapsed_s if first_s is None else first_s

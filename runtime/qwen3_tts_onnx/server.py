@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import struct
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from . import contracts as C
+from .audio import pcm16, wav_header
 from .errors import InputError, Qwen3TTSError
 from .longform import DEFAULT_MAX_CHARS, RunawayGuard, split_text, token_budget
 from .voice import VoicePrompt
@@ -37,24 +37,11 @@ MAX_BODY_BYTES = 256 * 1024
 FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac"}
 
 
-def _wav_header(num_samples: int | None) -> bytes:
-    """16-bit mono 24 kHz WAV header; num_samples=None writes the 0xFFFFFFFF 'unknown length' streaming form."""
-    data = 0xFFFFFFFF if num_samples is None else 2 * num_samples
-    riff = 0xFFFFFFFF if num_samples is None else 36 + data
-    return (b"RIFF" + struct.pack("<I", riff) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, C.SAMPLE_RATE,
-                                                                            2 * C.SAMPLE_RATE, 2, 16)
-            + b"data" + struct.pack("<I", data))
-
-
-def _pcm16(x: np.ndarray) -> bytes:
-    return np.rint(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-
-
 def encode_audio(samples: np.ndarray, fmt: str) -> bytes:
     if fmt == "pcm":
-        return _pcm16(samples)
+        return pcm16(samples)
     if fmt == "wav":
-        return _wav_header(samples.shape[0]) + _pcm16(samples)
+        return wav_header(samples.shape[0]) + pcm16(samples)
     import soundfile as sf
 
     buf = io.BytesIO()
@@ -251,14 +238,14 @@ def create_app(tts, voices_dir=None, max_active: int = 2, max_queue: int = 16, m
         async def body():
             try:
                 if req.response_format == "wav":
-                    yield _wav_header(None)
+                    yield wav_header(None)
                 if first is not None:
-                    yield _pcm16(first.samples)
+                    yield pcm16(first.samples)
                 while not await request.is_disconnected():
                     chunk = await run_in_threadpool(next, gen, None)
                     if chunk is None:
                         return
-                    yield _pcm16(chunk.samples)
+                    yield pcm16(chunk.samples)
             finally:
                 # No await here: after a disconnect the task is cancelled and an await would raise at once. The
                 # generator is suspended (to_thread waits for the running chunk), so closing it is immediate: it
