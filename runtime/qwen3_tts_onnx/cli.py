@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 import numpy as np
@@ -78,20 +79,23 @@ def _speak_streaming(a, tts, row, prompt, kwargs) -> int:
     warm = prompt.ref_codes if prompt is not None and prompt.icl_mode else None
     chunks = tts.stream_rows(row, a.seed, warm, a.first_chunk_frames, a.chunk_frames, **kwargs)
     codes, first_s = [], None
-    if a.out == "-":
-        out = sys.stdout.buffer
+    with contextlib.ExitStack() as stack:
+        if a.out == "-":
+            out = sys.stdout.buffer
+
+            def write(samples):
+                out.write(pcm16(samples))
+                out.flush()
+        else:
+            f = stack.enter_context(sf.SoundFile(a.out, "w", samplerate=24000, channels=1, subtype="PCM_16"))
+
+            def write(samples):
+                f.write(samples)
+                f.flush()
         for c in chunks:
-            out.write(pcm16(c.samples))
-            out.flush()
+            write(c.samples)
             codes.append(c.codes)
             first_s = c.timing.elapsed_s if first_s is None else first_s
-    else:
-        with sf.SoundFile(a.out, "w", samplerate=24000, channels=1, subtype="PCM_16") as f:
-            for c in chunks:
-                f.write(c.samples)
-                f.flush()
-                codes.append(c.codes)
-                first_s = c.timing.elapsed_s if first_s is None else first_s
     all_codes = np.concatenate(codes) if codes else np.zeros((0, 16), np.int64)
     if a.codes_out:
         np.save(a.codes_out, all_codes.astype(np.int64))

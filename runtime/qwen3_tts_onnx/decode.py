@@ -85,17 +85,20 @@ class SpeechDecoder:
         state.frames += codes.shape[0]
         return out[0][0]
 
+    def feed(self, codes: np.ndarray, state: DecoderState) -> np.ndarray:
+        """Any number of frames into a stream, in calls of at most 300 frames (bounded memory): their samples."""
+        pieces = [self.step(codes[i:i + C.DECODE_CHUNK_FRAMES], state)
+                  for i in range(0, codes.shape[0], C.DECODE_CHUNK_FRAMES)]
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
     def decode(self, codes, mode: str = "windowed") -> np.ndarray:
         """codes [F, 16] -> float32 waveform [F * 1920] in the chosen mode (see the module docstring)."""
         check_mode(mode)
         codes = check_codes(codes)
         if mode == "exact":
-            state = self.new_state()
-            pieces = [self.step(codes[i:i + C.DECODE_CHUNK_FRAMES], state)
-                      for i in range(0, codes.shape[0], C.DECODE_CHUNK_FRAMES)]
-        else:
-            pieces = []
-            for first, keep, end in windows(codes.shape[0]):
-                wav = self.step(codes[first:end], self.new_state())
-                pieces.append(wav[(keep - first) * C.SAMPLES_PER_FRAME:])
+            return self.feed(codes, self.new_state()).astype(np.float32, copy=False)
+        pieces = []
+        for first, keep, end in windows(codes.shape[0]):
+            wav = self.step(codes[first:end], self.new_state())
+            pieces.append(wav[(keep - first) * C.SAMPLES_PER_FRAME:])
         return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)

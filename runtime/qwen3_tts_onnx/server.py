@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from . import contracts as C
+from .api import HARD_DEFAULTS
 from .audio import pcm16, wav_header
 from .errors import InputError, Qwen3TTSError
 from .longform import DEFAULT_MAX_CHARS, RunawayGuard, split_text, token_budget
@@ -87,7 +88,8 @@ class Synthesizer:
         pieces = split_text(text, self.max_chars)
         if not pieces:
             raise InputError("input is empty; give the text to speak")
-        cap = int(options.pop("max_new_tokens", None) or tts.generate_defaults.get("max_new_tokens", 2048))
+        cap = int(options.pop("max_new_tokens", None)
+                  or tts.generate_defaults.get("max_new_tokens", HARD_DEFAULTS["max_new_tokens"]))
         plans = []
         for i, piece in enumerate(pieces):  # check everything before the first sample goes out
             n_tokens = len(tts._text_ids(piece)) - 8
@@ -200,9 +202,7 @@ def create_app(tts, voices_dir=None, max_active: int = 2, max_queue: int = 16, m
         if state["active"] + state["waiting"] >= max_active + max_queue:
             return error(429, f"server busy: {max_active} requests running and {max_queue} waiting; retry later",
                          "rate_limit_error")
-        opts = {k: v for k, v in req.model_dump().items() if k in (
-            "do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "subtalker_dosample",
-            "subtalker_temperature", "subtalker_top_k", "subtalker_top_p", "max_new_tokens") and v is not None}
+        opts = {k: v for k, v in req.model_dump().items() if k in HARD_DEFAULTS and v is not None}
         report: dict = {}
         gen = synth.chunks(req.input, req.voice, req.language, req.instruct or req.instructions, req.seed, opts,
                            report)

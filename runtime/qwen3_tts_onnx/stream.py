@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import contracts as C
-from .decode import DecoderState, SpeechDecoder
+from .decode import SpeechDecoder
 from .errors import InputError
 
 DEFAULT_FIRST_CHUNK_FRAMES = 2  # 160 ms of audio: small, so first audio comes early
@@ -53,12 +53,6 @@ def check_chunking(first_chunk_frames, chunk_frames) -> tuple[int, int]:
     return int(first_chunk_frames), int(chunk_frames)
 
 
-def warm(decoder: SpeechDecoder, state: DecoderState, codes: np.ndarray) -> None:
-    """Run reference codes through the decoder for their state only (ICL voice cloning)."""
-    for i in range(0, codes.shape[0], C.DECODE_CHUNK_FRAMES):
-        decoder.step(codes[i:i + C.DECODE_CHUNK_FRAMES], state)
-
-
 def stream_audio(frames, decoder: SpeechDecoder, first_chunk_frames: int, chunk_frames: int, started: float,
                  warm_codes: np.ndarray | None = None):
     """frames: a FrameLoop.run generator for one item. Yields AudioChunk; see the module docstring."""
@@ -67,7 +61,7 @@ def stream_audio(frames, decoder: SpeechDecoder, first_chunk_frames: int, chunk_
     try:
         if warm_codes is not None and warm_codes.shape[0]:
             t = time.perf_counter()
-            warm(decoder, state, warm_codes)
+            decoder.feed(warm_codes, state)  # ICL reference: for the state only, its samples dropped
             warm_s = time.perf_counter() - t
         pending: list = []
         done = 0
