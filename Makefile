@@ -18,7 +18,7 @@ install:
 	$(BIN)/pip install --quiet --no-deps qwen-tts==0.1.1
 
 export:
-	@test -n "$(MODEL)" || { echo "usage: make export MODEL=<hub id or checkpoint dir> [OUT=<dir>] [PRECISION=fp32|int8|int4]"; exit 2; }
+	@test -n "$(MODEL)" || { echo "usage: make export MODEL=<hub id or checkpoint dir> [OUT=<dir>] [PRECISION=fp32|int8|int4|fp16]"; exit 2; }
 	$(BIN)/python -m qwen3_tts_export --model "$(MODEL)" --out "$(OUT)" --precision "$(PRECISION)"
 
 test:

@@ -74,18 +74,27 @@ def cpu_name() -> str:
 
 
 class Timed:
-    """A session stand-in that accumulates run time per graph."""
+    """A session stand-in that accumulates run time per graph; it offers IO bindings, so the runtime drives it
+    exactly as the session itself (generate.BoundSession)."""
 
     def __init__(self, session, stats: dict, name: str):
         self.session, self.stats, self.name = session, stats, name
+        self.get_outputs, self.get_inputs = session.get_outputs, session.get_inputs
+        self.get_providers, self.io_binding = session.get_providers, session.io_binding
 
-    def run(self, *args, **kwargs):
+    def _timed(self, fn, *args, **kwargs):
         t = time.perf_counter()
-        out = self.session.run(*args, **kwargs)
+        out = fn(*args, **kwargs)
         s = self.stats.setdefault(self.name, [0.0, 0])
         s[0] += time.perf_counter() - t
         s[1] += 1
         return out
+
+    def run(self, *args, **kwargs):
+        return self._timed(self.session.run, *args, **kwargs)
+
+    def run_with_iobinding(self, *args, **kwargs):
+        return self._timed(self.session.run_with_iobinding, *args, **kwargs)
 
 
 def weight_bytes_per_frame(art: Path) -> dict:
@@ -123,7 +132,7 @@ def dir_bytes(path: Path) -> int:
 
 def prepare(work: Path, size: str, variants: list) -> tuple[Path, dict]:
     from qwen3_tts_export.export import export_all
-    from qwen3_tts_export.quantize import quantize_artifacts
+    from qwen3_tts_export.precision import make_variant
     from qwen3_tts_export.random_checkpoint import build
     from qwen3_tts_onnx import contracts as C
 
@@ -150,7 +159,7 @@ def prepare(work: Path, size: str, variants: list) -> tuple[Path, dict]:
         arts[v] = root / v
         if not fresh(arts[v]) or json.loads((arts[v] / C.MANIFEST).read_text()).get("precision") != v:
             t = time.time()
-            quantize_artifacts(arts["fp32"], arts[v], v)
+            make_variant(arts["fp32"], arts[v], v)
             _log(f"{v} variant: {time.time() - t:.0f} s")
     return ckpt, arts
 

@@ -5,10 +5,17 @@ files that share checkpoints form one xdist group, so a checkpoint is exported b
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from qwen3_tts_export.export import export_all
 from qwen3_tts_export.random_checkpoint import build
+
+# `make test` runs two xdist workers on two cores: one ONNX Runtime thread each (their CLI subprocesses inherit it),
+# so that the workers' spinning threads never fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("QWEN3_TTS_THREADS", "1")
 
 CASES = {
     "cv_wide": dict(kind="custom_voice", width="wide"),    # 1.7B-like: projection into the code predictor
@@ -24,6 +31,7 @@ XDIST_GROUPS = {
     "test_parity.py": "custom_voice", "test_errors.py": "custom_voice", "test_graphs.py": "custom_voice",
     "test_runtime_without_torch.py": "custom_voice", "test_streaming.py": "custom_voice",
     "test_precision.py": "custom_voice", "test_server.py": "custom_voice", "test_longform.py": "custom_voice",
+    "test_batching.py": "custom_voice",
     "test_voice_clone.py": "base", "test_voice_clone_errors.py": "base",
 }
 

@@ -59,14 +59,14 @@ def test_code_predictor_greedy(models, name):
                                              do_sample=False, output_hidden_states=True,
                                              return_dict_in_generate=True).sequences
         embeds = [e0] + [talker.code_predictor.model.codec_embedding[j](seq[:, j]) for j in range(15)]
-        want_next = (torch.stack(embeds, 1).sum(1) + text).numpy()
+        want_next = (torch.stack(embeds, 1).sum(1) + text).numpy()[:, None, :]  # the talker's next inputs_embeds
     codes, nxt = _session(m, "code_predictor").run(None, {
         "past_hidden": past_hidden.numpy(), "token": token.numpy(), "text_embed": text.numpy(),
         "noise": np.random.default_rng(0).random((b, 15), dtype=np.float32), "do_sample": np.array(False),
         "temperature": np.array(0.9, np.float32), "top_k": np.array(50), "top_p": np.array(1.0, np.float32)})
     np.testing.assert_array_equal(codes[:, 0], token.numpy())
     np.testing.assert_array_equal(codes[:, 1:], seq.numpy())
-    assert np.abs(nxt - want_next).max() <= TOL
+    assert nxt.shape == want_next.shape and np.abs(nxt - want_next).max() <= TOL
 
 
 def test_text_embedder(models):

@@ -89,14 +89,19 @@ def test_stream_voice_design(models):
 
 
 class _Recorder:
-    """A session stand-in that logs each run by graph name."""
+    """A session stand-in that logs each run by graph name (plain or through an IO binding, as the runtime uses)."""
 
     def __init__(self, session, name, log):
         self.session, self.name, self.log = session, name, log
+        self.get_outputs, self.get_providers, self.io_binding = session.get_outputs, session.get_providers, session.io_binding
 
     def run(self, *args, **kwargs):
         self.log.append(self.name)
         return self.session.run(*args, **kwargs)
+
+    def run_with_iobinding(self, *args, **kwargs):
+        self.log.append(self.name)
+        return self.session.run_with_iobinding(*args, **kwargs)
 
 
 def _recorded(m):

@@ -1,4 +1,4 @@
-"""python -m qwen3_tts_export --model <hub id or checkpoint dir> --out <artifacts dir> [--precision fp32|int8|int4]"""
+"""python -m qwen3_tts_export --model <hub id or checkpoint dir> --out <artifacts dir> [--precision fp32|int8|int4|fp16]"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import sys
 
 from .checkpoint import CheckpointError
 from .export import ExportCheckError, export_all
-from .quantize import PRECISIONS, quantize_artifacts
+from .precision import PRECISIONS, make_variant
 
 
 def main(argv=None) -> int:
@@ -15,12 +15,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="directory for the graphs, tokenizer.json and manifest.json")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs used to check the graphs")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="int8/int4: the talker and code predictor weights as MatMulNBits (see quantize.py)")
+                   help="int8/int4: the talker and code predictor weights as MatMulNBits (CPU); fp16: their weight "
+                        "MatMuls in fp16 (CUDA). See precision.py")
     a = p.parse_args(argv)
     try:
         export_all(a.model, a.out, seed=a.seed)
         if a.precision != "fp32":
-            quantize_artifacts(a.out, a.out, a.precision)
+            make_variant(a.out, a.out, a.precision)
     except (CheckpointError, ExportCheckError) as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 2

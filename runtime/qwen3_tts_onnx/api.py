@@ -4,7 +4,8 @@
     wavs, sr = tts.generate_custom_voice("Hello there.", speaker="Ryan", language="English")
 
 Every generation keyword argument of the official API is accepted with the official default (explicit value ->
-the checkpoint's generation_config.json -> the official hard default); `seed` makes sampling reproducible.
+the checkpoint's generation_config.json -> the official hard default); `seed` (an int, or one per text) makes
+sampling reproducible, and each text of a batch samples exactly as it would alone with that seed.
 """
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ HARD_DEFAULTS = dict(do_sample=True, top_k=50, top_p=1.0, temperature=0.9, repet
 
 def _as_list(x) -> list:
     return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def row_generators(seed, n: int) -> list:
+    """One random generator per batch row. seed: None (fresh entropy), an int (every row seeded with it, so a row
+    of a batch samples exactly as the same call alone), or a list of n ints (one per row)."""
+    seeds = _broadcast("seed", _as_list(seed), n)
+    for s in seeds:
+        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0):
+            raise InputError(f"seed must be a non-negative integer (or None), got {s!r}")
+    return [np.random.default_rng(None if s is None else int(s)) for s in seeds]
 
 
 def _broadcast(name: str, values: list, n: int) -> list:
@@ -154,9 +165,11 @@ class Qwen3TTS:
         """Prompt rows (prompt.PromptRows, one per item) -> per-item codes [F_i, 16] int64 (EOS excluded)."""
         return collect(self._frames(rows, seed, kwargs), len(rows))
 
-    def _frames(self, rows: list, seed: int | None, kwargs: dict):
-        """The frame loop over prompt rows: a generator of (codes [B, 16], finished [B]) per frame."""
+    def _frames(self, rows: list, seed, kwargs: dict, budgets=None, stop=None):
+        """The frame loop over prompt rows: a generator of (codes [B, 16], finished [B]) per frame. seed: see
+        row_generators; budgets, stop: see FrameLoop.run."""
         opts = self._options(kwargs)
+        rngs = row_generators(seed, len(rows))
         h = self.cfg["hidden_size"]
         embeds = [self._embed(r.text_ids, r.codec_ids, r.codec_vectors) for r in rows]
         pad_embed = self._embed([self.cfg["tts_pad_token_id"]], [-1])[0]
@@ -165,8 +178,9 @@ class Qwen3TTS:
         for i, r in enumerate(rows):
             trailing[i, :len(r.trailing_ids)] = self._embed(r.trailing_ids, [-1] * len(r.trailing_ids))
         x, mask, pos = left_pad(embeds, h)
-        rng = np.random.default_rng(seed)
-        return self._loop.run(x, mask, pos, trailing, pad_embed, opts, rng)
+        if budgets is not None:
+            budgets = np.minimum(np.asarray(budgets, dtype=np.int64), opts.max_new_tokens)
+        return self._loop.run(x, mask, pos, trailing, pad_embed, opts, rngs, budgets, stop)
 
     def decode(self, codes, decode_mode: str = "windowed") -> np.ndarray:
         """codes [F, 16] -> float32 waveform at 24 kHz. decode_mode "windowed": the official 300/25 windowed decode

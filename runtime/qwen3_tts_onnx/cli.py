@@ -152,7 +152,7 @@ def main(argv=None) -> int:
                    help=f"--stream: frames (80 ms each) in the first chunk (default {DEFAULT_FIRST_CHUNK_FRAMES})")
     s.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES,
                    help=f"--stream: frames per later chunk (default {DEFAULT_CHUNK_FRAMES})")
-    s.add_argument("--threads", type=int, help="CPU threads per session (default: all cores)")
+    s.add_argument("--threads", type=int, help="CPU threads per session (default: $QWEN3_TTS_THREADS, else all cores)")
     s.add_argument("--out", required=True, help="output WAV path, or - for raw PCM to stdout (with --stream)")
     s.add_argument("--codes-out", help="also save the codes as int64 [frames, 16] .npy")
     v = sub.add_parser("voice", help="voice prompts for Base models")
@@ -160,22 +160,23 @@ def main(argv=None) -> int:
     c = vsub.add_parser("create", help="encode a reference recording once into a reusable voice prompt file")
     c.add_argument("--model", required=True, help="exported Base model artifacts directory")
     _clone_args(c, required=True)
-    c.add_argument("--threads", type=int, help="CPU threads per session (default: all cores)")
+    c.add_argument("--threads", type=int, help="CPU threads per session (default: $QWEN3_TTS_THREADS, else all cores)")
     c.add_argument("--out", required=True, help="voice prompt file to write (for `speak --voice`)")
     sv = sub.add_parser("serve", help="OpenAI-compatible speech server (POST /v1/audio/speech)")
     sv.add_argument("--model", required=True, help="exported artifacts directory")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--voices", help="directory of saved voice prompts (Base models): voice name = file name")
-    sv.add_argument("--threads", type=int, help="CPU threads per session (default: all cores)")
-    sv.add_argument("--max-active", type=int, default=2, help="requests generating at once (default 2)")
+    sv.add_argument("--threads", type=int, help="CPU threads per session (default: $QWEN3_TTS_THREADS, else all cores)")
+    sv.add_argument("--max-active", type=int, default=8, help="requests generating at once, batched (default 8)")
+    sv.add_argument("--max-batch", type=int, default=8, help="rows (sentences) per batched frame loop (default 8)")
     sv.add_argument("--max-queue", type=int, default=16, help="requests waiting before 429 (default 16)")
     a = p.parse_args(argv)
     try:
         if a.command == "serve":
             from .server import serve
 
-            serve(a.model, a.host, a.port, a.voices, a.threads, a.max_active, a.max_queue)
+            serve(a.model, a.host, a.port, a.voices, a.threads, a.max_active, a.max_queue, a.max_batch)
             return 0
         return _speak(a) if a.command == "speak" else _voice_create(a)
     except Qwen3TTSError as e:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-FORMAT_VERSION = 2  # 2: the speech decoder carries its streaming state
+FORMAT_VERSION = 3  # 2: the speech decoder carries its streaming state; 3: next_embed is [batch, 1, hidden]
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 
@@ -90,7 +90,8 @@ def talker_spec(hidden: int, num_layers: int, num_kv_heads: int, head_dim: int) 
 def code_predictor_spec(hidden: int) -> GraphSpec:
     """One run per frame: groups 1..15 from the talker's hidden state and the group-0 code, sampled in-graph from
     host noise (`noise[:, j]` draws group j + 1), plus the next talker input: the sum of the 16 group embeddings
-    plus `text_embed` (the text-track vector for the next position)."""
+    plus `text_embed` (the text-track vector for the next position), shaped as the talker's `inputs_embeds` so that it
+    feeds the next talker step as it is, on the device."""
     return GraphSpec(
         "code_predictor", "code_predictor.onnx",
         (TensorSpec("past_hidden", "float32", ("batch", hidden)),
@@ -102,7 +103,7 @@ def code_predictor_spec(hidden: int) -> GraphSpec:
          TensorSpec("top_k", "int64", ()),
          TensorSpec("top_p", "float32", ())),
         (TensorSpec("codes", "int64", ("batch", NUM_CODE_GROUPS)),
-         TensorSpec("next_embed", "float32", ("batch", hidden))))
+         TensorSpec("next_embed", "float32", ("batch", 1, hidden))))
 
 
 def text_embedder_spec(hidden: int) -> GraphSpec:

@@ -8,9 +8,10 @@
 
 Each request is split into sentences (longform.py), each sentence generated with a token budget scaled to its
 length and streamed in order through the exact stateful decoder, under a runaway guard. Requests run in worker
-threads (ONNX Runtime sessions are thread-safe), `max_active` at once; up to `max_queue` more wait, beyond that a
-429 answers at once. A client that disconnects stops its generation at the next chunk. Requests are not batched
-with each other: each response is exactly what the same request gets alone with the same seed.
+Up to `max_active` requests generate at once, batched (batching.py): their sentences run as rows of shared frame
+loops, `max_batch` rows per loop; up to `max_queue` more requests wait, beyond that a 429 answers at once. Each row
+has its own seed, budget and decoder state, so a response is what the same request gets alone with the same seed.
+A client that disconnects stops its rows at the next frame.
 """
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ from starlette.concurrency import run_in_threadpool
 from . import contracts as C
 from .api import HARD_DEFAULTS
 from .audio import pcm16, wav_header
+from .batching import Batcher, Job
 from .errors import InputError, Qwen3TTSError
-from .longform import DEFAULT_MAX_CHARS, RunawayGuard, split_text, token_budget
+from .longform import DEFAULT_MAX_CHARS, split_text, token_budget
 from .voice import VoicePrompt
 
 MAX_INPUT_CHARS = 20000  # about 20 minutes of speech
@@ -51,10 +53,13 @@ def encode_audio(samples: np.ndarray, fmt: str) -> bytes:
 
 
 class Synthesizer:
-    """The request -> audio-chunks logic, independent of HTTP: voices, sentence pieces, budgets, runaway guard."""
+    """The request -> audio-chunks logic, independent of HTTP: voices, sentence pieces, budgets, and the batcher
+    that runs the pieces (with a runaway guard each)."""
 
-    def __init__(self, tts, voices_dir: str | Path | None = None, max_chars: int = DEFAULT_MAX_CHARS):
+    def __init__(self, tts, voices_dir: str | Path | None = None, max_chars: int = DEFAULT_MAX_CHARS,
+                 max_batch: int = 8, workers: int = 2):
         self.tts, self.max_chars = tts, max_chars
+        self.batcher = Batcher(tts, max_batch=max_batch, workers=workers)
         self.voices: dict[str, VoicePrompt] = {}
         if voices_dir is not None:
             for path in sorted(Path(voices_dir).glob("*.qvoice*")):
@@ -82,7 +87,8 @@ class Synthesizer:
 
     def chunks(self, text: str, voice: str | None, language: str | None, instruct: str | None, seed: int | None,
                options: dict, report: dict):
-        """A generator of AudioChunk for the whole text, piece by piece (each piece seeded seed + index)."""
+        """A generator of AudioChunk for the whole text, piece by piece (each piece seeded seed + index). All pieces
+        are submitted to the batcher at once (they generate side by side) and streamed in order."""
         self.check_voice(voice)
         tts = self.tts
         pieces = split_text(text, self.max_chars)
@@ -105,20 +111,21 @@ class Synthesizer:
                 rows, prompts = tts._voice_clone_rows(piece, language, None, None, False, self.voices[voice], False)
                 warm = prompts[0].ref_codes if prompts[0].icl_mode else None
             plans.append((rows[0], warm, token_budget(n_tokens, cap), None if seed is None else seed + i))
-        tts._options(dict(options))  # bad sampling options fail here, before streaming starts
+        cap = tts._options(dict(options, max_new_tokens=cap)).max_new_tokens  # bad options fail here, before streaming
+        jobs = [Job(row, piece_seed, min(budget, cap), dict(options), warm) for row, warm, budget, piece_seed in plans]
         report.update(pieces=len(pieces), frames=0, stopped=None)
-        for row, warm, budget, piece_seed in plans:
-            guard = RunawayGuard()
-            stream = tts.stream_rows(row, piece_seed, warm, max_new_tokens=budget, **options)
-            try:
-                for chunk in stream:
+        self.batcher.submit(jobs)
+        try:
+            for job in jobs:
+                for chunk in job.results():
                     report["frames"] += chunk.codes.shape[0]
                     yield chunk
-                    if guard.feed(chunk.codes):
-                        report["stopped"] = f"runaway generation stopped: {guard.reason}"
-                        return
-            finally:
-                stream.close()
+                if job.stopped:
+                    report["stopped"] = job.stopped
+                    return
+        finally:
+            for job in jobs:  # the client left, or a piece ran away: the rest stops at the next frame
+                job.cancel()
 
 
 class SpeechRequest(BaseModel):
@@ -148,12 +155,14 @@ class SpeechRequest(BaseModel):
     max_new_tokens: int | None = Field(None, ge=1, le=8192)
 
 
-def create_app(tts, voices_dir=None, max_active: int = 2, max_queue: int = 16, model_name: str | None = None,
-               max_chars: int = DEFAULT_MAX_CHARS):
-    """The FastAPI application around a loaded Qwen3TTS."""
-    synth = Synthesizer(tts, voices_dir, max_chars)
+def create_app(tts, voices_dir=None, max_active: int = 8, max_queue: int = 16, model_name: str | None = None,
+               max_chars: int = DEFAULT_MAX_CHARS, max_batch: int = 8, workers: int = 2):
+    """The FastAPI application around a loaded Qwen3TTS. max_active requests generate at once (batched, max_batch
+    rows per frame loop, `workers` loops at once); max_queue more wait; beyond that, 429."""
+    synth = Synthesizer(tts, voices_dir, max_chars, max_batch=max_batch, workers=workers)
     name = model_name or f"qwen3-tts-{tts.model_size}-{tts.model_type}"
     app = FastAPI(title="qwen3-tts-onnx", description=__doc__, version="0.1.0")
+    app.state.synthesizer = synth
     state = {"active": 0, "waiting": 0}
     slots = asyncio.Semaphore(max_active)
 
@@ -178,7 +187,8 @@ def create_app(tts, voices_dir=None, max_active: int = 2, max_queue: int = 16, m
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "active": state["active"], "waiting": state["waiting"]}
+        return {"status": "ok", "active": state["active"], "waiting": state["waiting"],
+                "batches_run": synth.batcher.batches_run, "rows_run": synth.batcher.rows_run}
 
     @app.get("/v1/models")
     async def models():
@@ -259,11 +269,11 @@ def create_app(tts, voices_dir=None, max_active: int = 2, max_queue: int = 16, m
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, voices_dir=None, threads: int | None = None,
-          max_active: int = 2, max_queue: int = 16) -> None:
+          max_active: int = 8, max_queue: int = 16, max_batch: int = 8) -> None:
     import uvicorn
 
     from .api import Qwen3TTS
 
     tts = Qwen3TTS.from_pretrained(model, threads=threads)
-    app = create_app(tts, voices_dir, max_active=max_active, max_queue=max_queue)
+    app = create_app(tts, voices_dir, max_active=max_active, max_queue=max_queue, max_batch=max_batch)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -53,38 +53,70 @@ def check_chunking(first_chunk_frames, chunk_frames) -> tuple[int, int]:
     return int(first_chunk_frames), int(chunk_frames)
 
 
+class ChunkAssembler:
+    """One item's frames in, AudioChunks out: the first after `first_chunk_frames` frames, then every
+    `chunk_frames`, each decoded by the stateful decoder as soon as it is complete. Used by `stream_audio` (one
+    item) and by the batcher (one assembler per row of a batch)."""
+
+    def __init__(self, decoder: SpeechDecoder, first_chunk_frames: int, chunk_frames: int, started: float,
+                 warm_codes: np.ndarray | None = None):
+        self.decoder, self.chunk_frames, self.started = decoder, chunk_frames, started
+        self.state = decoder.new_state()
+        self.warm_s = 0.0
+        if warm_codes is not None and warm_codes.shape[0]:
+            t = time.perf_counter()
+            decoder.feed(warm_codes, self.state)  # ICL reference: for the state only, its samples dropped
+            self.warm_s = time.perf_counter() - t
+        self.pending: list = []
+        self.done = 0
+        self.target = first_chunk_frames
+        self.gen_s = 0.0
+        self.gen_started = time.perf_counter()
+
+    def push(self, codes: np.ndarray) -> AudioChunk | None:
+        """One frame's codes [16]; returns a chunk when this frame completes one."""
+        self.pending.append(codes)
+        return self._emit() if len(self.pending) >= self.target else None
+
+    def flush(self) -> AudioChunk | None:
+        """The item ended: the last, partial chunk (None when nothing is pending)."""
+        return self._emit() if self.pending else None
+
+    def resume(self) -> None:
+        """The consumer gave control back: time from here on counts as generation time again."""
+        self.gen_started = time.perf_counter()
+
+    def close(self) -> None:
+        self.state.tensors.clear()
+
+    def _emit(self) -> AudioChunk:
+        self.gen_s += time.perf_counter() - self.gen_started
+        chunk = _chunk(self.decoder, self.state, self.pending, self.done, self.gen_s, self.warm_s, self.started)
+        self.done += len(self.pending)
+        self.pending, self.target, self.gen_s, self.warm_s = [], self.chunk_frames, 0.0, 0.0
+        return chunk
+
+
 def stream_audio(frames, decoder: SpeechDecoder, first_chunk_frames: int, chunk_frames: int, started: float,
                  warm_codes: np.ndarray | None = None):
     """frames: a FrameLoop.run generator for one item. Yields AudioChunk; see the module docstring."""
-    state = decoder.new_state()
-    warm_s = 0.0
+    assembler = None
     try:
-        if warm_codes is not None and warm_codes.shape[0]:
-            t = time.perf_counter()
-            decoder.feed(warm_codes, state)  # ICL reference: for the state only, its samples dropped
-            warm_s = time.perf_counter() - t
-        pending: list = []
-        done = 0
-        target = first_chunk_frames
-        gen_started = time.perf_counter()
-        gen_s = 0.0
+        assembler = ChunkAssembler(decoder, first_chunk_frames, chunk_frames, started, warm_codes)
         for codes, finished in frames:
             if finished[0]:
                 break
-            pending.append(codes[0])
-            if len(pending) < target:
-                continue
-            gen_s += time.perf_counter() - gen_started
-            yield _chunk(decoder, state, pending, done, gen_s, warm_s, started)
-            done += len(pending)
-            pending, target, gen_s, warm_s = [], chunk_frames, 0.0, 0.0
-            gen_started = time.perf_counter()  # the consumer's time with the chunk is not generation time
-        if pending:
-            gen_s += time.perf_counter() - gen_started
-            yield _chunk(decoder, state, pending, done, gen_s, warm_s, started)
+            chunk = assembler.push(codes[0])
+            if chunk is not None:
+                yield chunk
+                assembler.resume()  # the consumer's time with the chunk is not generation time
+        chunk = assembler.flush()
+        if chunk is not None:
+            yield chunk
     finally:
         frames.close()  # stops the frame loop; its KV cache goes with it
-        state.tensors.clear()
+        if assembler is not None:
+            assembler.close()
 
 
 def _chunk(decoder, state, pending, done, gen_s, warm_s, started) -> AudioChunk:

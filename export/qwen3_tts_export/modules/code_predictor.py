@@ -3,7 +3,7 @@
     past_hidden [B,H] ─┐
     token (g0) ─► C ─e0┴► proj ─► layers (pos 0,1) ─► norm ─► head[0] ─► sample ─► g1 ─► C_1 ─► proj ─► layers (pos 2)
         ─► head[1] ─► sample ─► g2 … ─► head[14] ─► g15                       (15 steps, unrolled, KV kept in-graph)
-    next_embed = e0 + C_1(g1) + … + C_15(g15) + text_embed
+    next_embed = e0 + C_1(g1) + … + C_15(g15) + text_embed      [B,1,H]: the talker's next inputs_embeds
 
 `proj` is small_to_mtp_projection (1.7B: Linear H -> 1024; 0.6B: identity). The official model runs this as a
 nested `generate` with a fresh cache per frame (SPEC §3.7); step j uses embedding table j-1 and head j.
@@ -64,4 +64,4 @@ class CodePredictor(nn.Module):
             e = self.group_embeddings[j][g]
             embed_sum = embed_sum + e
             x = self.proj(e.unsqueeze(1))
-        return torch.stack(codes, dim=1), embed_sum + text_embed
+        return torch.stack(codes, dim=1), (embed_sum + text_embed).unsqueeze(1)

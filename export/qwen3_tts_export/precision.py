@@ -1,0 +1,152 @@
+"""Reduced-precision variants of an fp32 export, made with ONNX Runtime's own tools.
+
+    python -m qwen3_tts_export.precision --src artifacts/X --out artifacts/X-int4 --precision int4
+
+Only the talker and the code predictor change; the text embedder, the speech decoder and the encoders stay fp32,
+and so do the embeddings (Gather) and the output heads (talker codec_head, code predictor heads), which decide
+the tokens. Graph inputs and outputs do not change (fp32 everywhere), so the runtime drives every variant the same
+way; the manifest records the precision.
+
+    precision   weight MatMuls become                             meant for
+    int8/int4   MatMulNBits, symmetric, blocks of 128 along the   CPU: accuracy level 4 = int8 activations on the
+                input dimension                                   integer dot-product units (AVX-512 VNNI / AVX2)
+    fp16        fp16 MatMuls between Casts: weights and matrix    CUDA (tensor cores; the CPU provider runs them
+                products in fp16, the residual stream, norms,     as fp32 after casting, which is how the tests
+                attention and sampling in fp32                    check the rounding without a GPU)
+
+fp16 keeps fp32 where fp16 overflows (LESSONS.md): the 0.6B code predictor's MLP down-projection, whose activation
+peaks near twice the fp16 maximum, stays fp32 (the 1.7B has six times the headroom and gets fp16).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from qwen3_tts_onnx import contracts as C
+from qwen3_tts_onnx.artifacts import sha256_file
+
+from .export import TWO_GB
+
+PRECISIONS = ("fp32", "int8", "int4", "fp16")
+CONVERTED_GRAPHS = ("talker", "code_predictor")
+BLOCK_SIZE = 128
+ACCURACY_LEVEL = 4  # MatMulNBits computes with int8 activations (AVX-512 VNNI / AVX2 here)
+KEEP_FP32 = ("codec_head", "heads.")  # output heads: weights whose MatMul stays fp32
+# fp16 only: weights whose MatMul stays fp32 because its activations overflow fp16, per (graph, model size)
+FP16_OVERFLOW = {("code_predictor", "0b6"): ("down_proj",)}
+
+
+def _log(msg: str) -> None:
+    print(f"[precision] {msg}", flush=True)
+
+
+def _weight_matmuls(model, keep: tuple) -> tuple[list, list]:
+    """(names of the MatMuls on a constant weight to convert, names of those kept fp32 because their weight name
+    contains one of `keep`)."""
+    weights = {i.name for i in model.graph.initializer}
+    on_weights = [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    kept = [n.name for n in on_weights if any(k in n.input[1] for k in keep)]
+    return [n.name for n in on_weights if n.name not in kept], kept
+
+
+def _save(model, dst: Path) -> None:
+    import onnx
+
+    for stale in (dst, dst.with_name(dst.name + ".data")):
+        stale.unlink(missing_ok=True)
+    big = sum(len(i.raw_data) for i in model.graph.initializer) > TWO_GB
+    onnx.save(model, str(dst), save_as_external_data=big, location=dst.name + ".data" if big else None)
+
+
+def quantize_graph(src: Path, dst: Path, bits: int) -> dict:
+    """int8/int4: every MatMul on a constant weight except the output heads -> MatMulNBits."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    model = onnx.load(str(src))
+    quantized, keep = _weight_matmuls(model, KEEP_FP32)
+    cfg = DefaultWeightOnlyQuantConfig(block_size=BLOCK_SIZE, is_symmetric=True, accuracy_level=ACCURACY_LEVEL,
+                                       bits=bits)
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+    q = MatMulNBitsQuantizer(model, bits=bits, block_size=BLOCK_SIZE, is_symmetric=True,
+                             accuracy_level=ACCURACY_LEVEL, nodes_to_exclude=keep, algo_config=cfg)
+    q.process()
+    _save(q.model.model, dst)
+    return {"matmuls_quantized": len(quantized), "matmuls_kept_fp32": len(keep), "bits": bits,
+            "block_size": BLOCK_SIZE, "accuracy_level": ACCURACY_LEVEL}
+
+
+def fp16_graph(src: Path, dst: Path, keep: tuple) -> dict:
+    """fp16: every MatMul on a constant weight whose weight name contains none of `keep` runs in fp16 (weight
+    stored fp16, input cast to fp16, output cast back); every other node stays fp32 (ONNX Runtime's converter
+    with all other nodes on its block list)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    converted, kept = _weight_matmuls(model, keep)
+    chosen = set(converted)
+    block = [n.name for n in model.graph.node if n.name not in chosen]
+    model = convert_float_to_float16(model, keep_io_types=True, node_block_list=block, op_block_list=[])
+    _save(model, dst)
+    return {"matmuls_fp16": len(converted), "matmuls_kept_fp32": len(kept), "kept_fp32": list(keep)}
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def make_variant(src: str | Path, out: str | Path, precision: str) -> dict:
+    """A copy of the fp32 export in `src` with the talker and code predictor at `precision`; returns the manifest."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    src, out = Path(src), Path(out)
+    manifest = json.loads((src / C.MANIFEST).read_text())
+    if manifest.get("precision", "fp32") != "fp32":
+        raise ValueError(f"{src} is a {manifest['precision']} export; make variants from the fp32 export")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / C.MANIFEST).unlink(missing_ok=True)
+    replaced = {manifest["graphs"][g]["file"] for g in CONVERTED_GRAPHS} if precision != "fp32" else set()
+    for name in manifest["files"]:
+        if name not in replaced and name.removesuffix(".data") not in replaced and src != out:
+            _link_or_copy(src / name, out / name)
+    checks = {}
+    for g in CONVERTED_GRAPHS if precision != "fp32" else ():
+        f = manifest["graphs"][g]["file"]
+        if precision == "fp16":
+            keep = KEEP_FP32 + FP16_OVERFLOW.get((g, manifest["model"]["size"]), ())
+            checks[g] = fp16_graph(src / f, out / f, keep)
+            _log(f"{g}: {checks[g]['matmuls_fp16']} MatMuls -> fp16, {checks[g]['matmuls_kept_fp32']} kept fp32 "
+                 f"({', '.join(keep)})")
+        else:
+            checks[g] = quantize_graph(src / f, out / f, int(precision[3:]))
+            _log(f"{g}: {checks[g]['matmuls_quantized']} MatMuls -> {precision}, "
+                 f"{checks[g]['matmuls_kept_fp32']} output heads kept fp32")
+    files = sorted(p for p in out.iterdir() if p.is_file() and p.name != C.MANIFEST)
+    manifest["files"] = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files}
+    manifest["precision"] = precision
+    manifest["precision_details"] = checks
+    (out / C.MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    _log(f"wrote {out / C.MANIFEST}")
+    return manifest
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m qwen3_tts_export.precision", description=__doc__.splitlines()[0])
+    p.add_argument("--src", required=True, help="an fp32 export (directory with manifest.json)")
+    p.add_argument("--out", required=True, help="where to write the variant (may equal --src: in place)")
+    p.add_argument("--precision", required=True, choices=PRECISIONS)
+    a = p.parse_args(argv)
+    make_variant(a.src, a.out, a.precision)
+
+
+if __name__ == "__main__":
+    main()

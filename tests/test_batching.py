@@ -1,0 +1,81 @@
+"""Batching: rows of one frame loop sample, stop and stream exactly as they would alone."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qwen3_tts_onnx.batching import Batcher, Job
+
+SAMPLING = {"do_sample": True, "subtalker_dosample": True}
+TEXTS = ["Hello world, this is the first row.", "A second, much longer row of text that goes on for a while longer.",
+         "Third."]
+
+
+def _rows(tts, texts, speaker="ryan"):
+    return [tts._custom_voice_rows(t, speaker, "english", None, True)[0] for t in texts]
+
+
+def test_batched_rows_sample_as_alone(models):
+    """generate_codes on a batch with one seed per row == each row alone with its seed (sampling on)."""
+    tts = models("cv_wide").ours
+    rows = _rows(tts, TEXTS)
+    batched = tts.generate_codes(rows, seed=[11, 22, 33], max_new_tokens=20, **SAMPLING)
+    for row, seed, got in zip(rows, [11, 22, 33], batched):
+        alone = tts.generate_codes([row], seed=seed, max_new_tokens=20, **SAMPLING)[0]
+        np.testing.assert_array_equal(got, alone)
+    assert not np.array_equal(batched[0][:5], batched[1][:5])  # the rows really differ
+
+
+def test_per_row_budgets(models):
+    """Each row stops at its own budget (N tokens -> N - 1 frames, as max_new_tokens alone)."""
+    tts = models("cv_wide").ours
+    rows = _rows(tts, TEXTS)
+    frames = tts._frames(rows, 5, dict(max_new_tokens=12, **SAMPLING), budgets=[4, 12, 7])
+    counts = np.zeros(3, dtype=int)
+    for _, finished in frames:
+        counts += ~finished
+    alone = [tts.generate_codes([r], seed=5, max_new_tokens=b, **SAMPLING)[0].shape[0] for r, b in zip(rows, [4, 12, 7])]
+    assert counts.tolist() == alone and alone[0] == 3
+
+
+@pytest.fixture
+def batcher(models):
+    b = Batcher(models("cv_wide").ours, max_batch=8, workers=1)
+    yield b
+    b.close()
+
+
+def test_batcher_streams_each_job_as_alone(models, batcher):
+    """Jobs with different texts, seeds and budgets, run as one batch, stream the same chunks as stream_rows alone."""
+    tts = models("cv_wide").ours
+    rows = _rows(tts, TEXTS)
+    jobs = [Job(r, seed, budget, dict(SAMPLING), guard=False) for r, seed, budget in zip(rows, (1, 2, 3), (9, 20, 14))]
+    batcher.submit(jobs)
+    for job, row in zip(jobs, rows):
+        got = list(job.results())
+        want = list(tts.stream_rows(row, job.seed, max_new_tokens=job.budget, **SAMPLING))
+        assert [c.frame_start for c in got] == [c.frame_start for c in want]
+        np.testing.assert_array_equal(np.concatenate([c.codes for c in got]), np.concatenate([c.codes for c in want]))
+        np.testing.assert_allclose(np.concatenate([c.samples for c in got]),
+                                   np.concatenate([c.samples for c in want]), atol=1e-5)
+    assert batcher.batches_run == 1 and batcher.rows_run == 3
+
+
+def test_batcher_cancel_and_option_groups(models, batcher):
+    """A cancelled job ends without stopping the others; jobs with other sampling options run in another batch."""
+    tts = models("cv_wide").ours
+    rows = _rows(tts, TEXTS)
+    a = Job(rows[0], 1, 300, dict(SAMPLING), guard=False)
+    b = Job(rows[1], 2, 30, dict(SAMPLING), guard=False)
+    c = Job(rows[2], 3, 10, {"do_sample": False, "subtalker_dosample": False}, guard=False)
+    batcher.submit([a, b, c])
+    first = next(a.results())
+    a.cancel()
+    got = first.codes.shape[0] + sum(ch.codes.shape[0] for ch in a.results())
+    alone = tts.generate_codes([rows[0]], seed=1, max_new_tokens=300, **SAMPLING)[0].shape[0]
+    assert alone > 100 and got < alone  # cut short, not run to its end
+    want = tts.generate_codes([rows[1]], seed=2, max_new_tokens=30, **SAMPLING)[0]
+    np.testing.assert_array_equal(np.concatenate([ch.codes for ch in b.results()]), want)
+    want = tts.generate_codes([rows[2]], max_new_tokens=10, do_sample=False, subtalker_dosample=False)[0]
+    np.testing.assert_array_equal(np.concatenate([ch.codes for ch in c.results()]), want)
+    assert batcher.batches_run == 2
