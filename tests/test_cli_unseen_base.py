@@ -77,7 +77,7 @@ def test_voice_create_then_speak(unseen):
     (["--ref-audio", "missing.wav", "--x-vector-only"], "does not exist"),
     (["--ref-audio", "REF"], "ref_text is required"),
     ([], "needs the voice to clone"),
-    (["--speaker", "ryan", "--ref-audio", "REF", "--x-vector-only"], "not --speaker"),
+    (["--speaker", "ryan", "--ref-audio", "REF", "--x-vector-only"], "not speaker"),
 ])
 def test_speak_clone_bad_input(unseen, args, message):
     args = [str(unseen / "ref.flac") if a == "REF" else a for a in args]

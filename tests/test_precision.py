@@ -1,6 +1,6 @@
 """Quality guards for the reduced-precision variants (ONNX Runtime's MatMulNBits weight-only quantizer for int8 and
-int4, its fp16 converter for fp16), teacher forced: the quantized talker and code predictor get exactly the inputs of an fp32 greedy run, so one early
-difference cannot snowball into a different trajectory and hide (or fake) the per-step quality.
+int4, its fp16 converter for fp16), teacher forced: the variant's talker and code predictor get exactly the inputs
+of an fp32 greedy run, so one early difference cannot snowball into a different trajectory and hide (or fake) the per-step quality.
 
 Thresholds. Symmetric round-to-nearest with blocks of 128 gives each weight an error of about max|w| / (2^(b-1) - 1)
 / sqrt(12) of the block's scale: for Gaussian weights (max near 3 sigma) 0.7 % relative at 8 bits and 12 % at 4 bits,
@@ -14,9 +14,10 @@ i.e. a cosine of about 0.99998 (int8) and 0.993 (int4) per matrix product, compo
   level, 1 in 2048, so the guards still catch it.
 - fp16 (weight MatMuls in fp16, everything else fp32): rounding to 11 significant bits is a relative error of about
   2^-12 per weight and per input, a cosine of about 0.9999999 per product: talker cosine >= 0.9999 and tokens equal
-  on >= 95 % of the steps; code predictor >= 90 %. Run here on the CPU provider, which computes the fp16 MatMuls in
-  fp32 after casting: that checks the rounding of weights and activations, not fp16 accumulation or overflow,
-  which only a GPU run shows (BENCHMARKS.md says whether one was made).
+  on >= 95 % of the steps; code predictor >= 90 % (measured: cosine above 0.99999, every token equal). Run here
+  on the CPU provider, which computes the fp16 MatMuls in fp32 after casting: that checks the rounding of weights
+  and activations, not fp16 accumulation or overflow, which only a GPU run shows (BENCHMARKS.md says whether one
+  was made).
 Random weights say nothing about how real checkpoints sound; full-size figures are in BENCHMARKS.md.
 """
 from __future__ import annotations

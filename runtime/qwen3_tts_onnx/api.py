@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -28,6 +29,9 @@ from .stream import (DEFAULT_CHUNK_FRAMES, DEFAULT_FIRST_CHUNK_FRAMES, AudioChun
                      stream_audio)
 from .voice import VoicePrompt
 
+# The official API's default text layout per model type (generate_custom_voice / _voice_design: True;
+# generate_voice_clone: False).
+DEFAULT_NON_STREAMING = {"custom_voice": True, "voice_design": True, "base": False}
 HARD_DEFAULTS = dict(do_sample=True, top_k=50, top_p=1.0, temperature=0.9, repetition_penalty=1.05,
                      subtalker_dosample=True, subtalker_top_k=50, subtalker_top_p=1.0, subtalker_temperature=0.9,
                      max_new_tokens=2048)
@@ -53,6 +57,18 @@ def _broadcast(name: str, values: list, n: int) -> list:
     if len(values) != n:
         raise InputError(f"batch size mismatch: {n} texts but {len(values)} values of {name}")
     return values
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A synthesis request checked against the model: one prompt row (prompt.PromptRows) per text and, for voice
+    cloning, each text's VoicePrompt (whose reference codes warm the decoder, or are cut off, in ICL mode)."""
+    rows: list
+    voices: list | None = None
+
+    def warm_codes(self, i: int) -> np.ndarray | None:
+        v = self.voices[i] if self.voices else None
+        return v.ref_codes if v is not None and v.icl_mode else None
 
 
 class Qwen3TTS:
@@ -201,6 +217,34 @@ class Qwen3TTS:
         return [self.decode(c, decode_mode) for c in codes], C.SAMPLE_RATE
 
     # ------------------------------------------------------------------------------------------------ official API
+    def prepare(self, text, speaker=None, language=None, instruct=None, ref_audio=None, ref_text=None,
+                x_vector_only_mode=False, voice_clone_prompt=None, non_streaming_mode=None) -> Prepared:
+        """For any model type: check the arguments against it and build the prompt rows (the CLI and the server
+        use this; the generate_* / stream_* methods are the per-type forms). non_streaming_mode None: the
+        official default of the model type."""
+        nsm = DEFAULT_NON_STREAMING[self.model_type] if non_streaming_mode is None else non_streaming_mode
+        cloning = ref_audio is not None or voice_clone_prompt is not None
+        if self.model_type != "base" and (cloning or ref_text or x_vector_only_mode):
+            raise InputError(f"ref_audio, ref_text, x_vector_only_mode and voice_clone_prompt clone a voice and "
+                             f"need a Base model; these artifacts are a {self.model_type} model")
+        if self.model_type == "custom_voice":
+            return Prepared(self._custom_voice_rows(text, speaker, language, instruct, nsm))
+        if self.model_type == "voice_design":
+            if speaker:
+                raise InputError("a VoiceDesign model has no preset speakers; describe the voice in instruct")
+            return Prepared(self._voice_design_rows(text, instruct, language, nsm))
+        if speaker or instruct:
+            raise InputError("a Base model clones a voice: give ref_audio (or voice_clone_prompt), not speaker or "
+                             "instruct")
+        if not cloning:
+            raise InputError("a Base model needs the voice to clone: ref_audio with ref_text (or "
+                             "x_vector_only_mode), or a voice_clone_prompt (qwen3-tts voice create)")
+        if ref_audio is not None and voice_clone_prompt is not None:
+            raise InputError("give either ref_audio or voice_clone_prompt, not both")
+        rows, prompts = self._voice_clone_rows(text, language, ref_audio, ref_text, x_vector_only_mode,
+                                               voice_clone_prompt, nsm)
+        return Prepared(rows, prompts)
+
     def _custom_voice_rows(self, text, speaker, language, instruct, non_streaming_mode) -> list:
         self._require("custom_voice", "generate_custom_voice")
         texts = _as_list(text)

@@ -85,7 +85,8 @@ class Batcher:
             self._waiting.extend(jobs)
             self._cv.notify_all()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Stop taking jobs (waiting ones end empty); workers finish their running batch and exit."""
         with self._cv:
             self._closed = True
             for job in self._waiting:
@@ -93,7 +94,7 @@ class Batcher:
             self._waiting.clear()
             self._cv.notify_all()
         for t in self._threads:
-            t.join()
+            t.join(timeout)
 
     def _take(self) -> list | None:
         with self._cv:

@@ -5,7 +5,8 @@
                     [--stream [--first-chunk-frames N] [--chunk-frames N]] --out out.wav|- [--codes-out codes.npy]
                     [--ref-audio FILE [--ref-text TEXT | --x-vector-only] | --voice voice.qvoice]   (Base models)
     qwen3-tts voice create --model DIR --ref-audio FILE [--ref-text TEXT | --x-vector-only] --out voice.qvoice
-    qwen3-tts serve --model DIR [--host 127.0.0.1] [--port 8000] [--voices DIR]   (OpenAI-compatible HTTP API)
+    qwen3-tts serve --model DIR [--host 127.0.0.1] [--port 8000] [--voices DIR] [--max-active N] [--max-batch N]
+                    [--max-queue N]   (OpenAI-compatible HTTP API, batching concurrent requests)
 """
 from __future__ import annotations
 
@@ -18,11 +19,6 @@ import numpy as np
 from .errors import Qwen3TTSError
 from .stream import DEFAULT_CHUNK_FRAMES, DEFAULT_FIRST_CHUNK_FRAMES
 
-# The official API's default text layout per model type (generate_custom_voice / _voice_design: True;
-# generate_voice_clone: False).
-DEFAULT_NON_STREAMING = {"custom_voice": True, "voice_design": True, "base": False}
-
-
 def _speak(a) -> int:
     import soundfile as sf
 
@@ -34,31 +30,14 @@ def _speak(a) -> int:
         kwargs.update(do_sample=False, subtalker_dosample=False)
     if a.max_new_tokens is not None:
         kwargs["max_new_tokens"] = a.max_new_tokens
-    nsm = DEFAULT_NON_STREAMING[tts.model_type] if a.non_streaming_mode is None else a.non_streaming_mode
-    cloning = a.ref_audio or a.voice
-    if tts.model_type != "base" and (cloning or a.ref_text or a.x_vector_only):
-        raise Qwen3TTSError(f"--ref-audio, --ref-text, --x-vector-only and --voice clone a voice and need a Base "
-                            f"model; these artifacts are a {tts.model_type} model")
-    prompt = None
-    if tts.model_type == "custom_voice":
-        rows = tts._custom_voice_rows(a.text, a.speaker, a.language, a.instruct, nsm)
-    elif tts.model_type == "voice_design":
-        if a.speaker:
-            raise Qwen3TTSError("a VoiceDesign model has no preset speakers; describe the voice with --instruct")
-        rows = tts._voice_design_rows(a.text, a.instruct, a.language, nsm)
-    else:
-        if a.speaker or a.instruct:
-            raise Qwen3TTSError("a Base model clones a voice: give --ref-audio (or --voice), not --speaker/--instruct")
-        if not cloning:
-            raise Qwen3TTSError("a Base model needs the voice to clone: --ref-audio FILE with --ref-text TEXT (or "
-                                "--x-vector-only), or --voice FILE from `qwen3-tts voice create`")
-        if a.ref_audio and a.voice:
-            raise Qwen3TTSError("give either --ref-audio or --voice, not both")
-        rows, prompts = tts._voice_clone_rows(a.text, a.language, a.ref_audio, a.ref_text, a.x_vector_only,
-                                              a.voice, nsm)
-        prompt = prompts[0]
+    # ref_audio / ref_text / x_vector_only_mode / voice_clone_prompt are --ref-audio / --ref-text /
+    # --x-vector-only / --voice in the messages prepare() raises
+    p = tts.prepare(a.text, speaker=a.speaker, language=a.language, instruct=a.instruct, ref_audio=a.ref_audio,
+                    ref_text=a.ref_text, x_vector_only_mode=a.x_vector_only, voice_clone_prompt=a.voice,
+                    non_streaming_mode=a.non_streaming_mode)
+    rows, prompt = p.rows, p.voices[0] if p.voices else None
     if a.stream:
-        return _speak_streaming(a, tts, rows[0], prompt, kwargs)
+        return _speak_streaming(a, tts, rows[0], p.warm_codes(0), kwargs)
     if a.out == "-":
         raise Qwen3TTSError("--out - (raw PCM to stdout) needs --stream")
     codes = tts.generate_codes(rows, seed=a.seed, **kwargs)[0]
@@ -70,13 +49,12 @@ def _speak(a) -> int:
     return 0
 
 
-def _speak_streaming(a, tts, row, prompt, kwargs) -> int:
+def _speak_streaming(a, tts, row, warm, kwargs) -> int:
     """Write audio as it is generated: raw PCM to stdout (--out -), or a WAV whose header is fixed up on close."""
     import soundfile as sf
 
     from .audio import pcm16
 
-    warm = prompt.ref_codes if prompt is not None and prompt.icl_mode else None
     chunks = tts.stream_rows(row, a.seed, warm, a.first_chunk_frames, a.chunk_frames, **kwargs)
     codes, first_s = [], None
     with contextlib.ExitStack() as stack:

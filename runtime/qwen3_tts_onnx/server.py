@@ -16,6 +16,7 @@ A client that disconnects stops its rows at the next frame.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from pathlib import Path
 from typing import Literal
@@ -96,21 +97,15 @@ class Synthesizer:
             raise InputError("input is empty; give the text to speak")
         cap = int(options.pop("max_new_tokens", None)
                   or tts.generate_defaults.get("max_new_tokens", HARD_DEFAULTS["max_new_tokens"]))
+        if tts.model_type == "voice_design" and not instruct:
+            raise InputError("a VoiceDesign model needs `instruct`: a description of the voice")
+        speaker = voice if tts.model_type == "custom_voice" else None
+        prompt = self.voices[voice] if tts.model_type == "base" else None
         plans = []
         for i, piece in enumerate(pieces):  # check everything before the first sample goes out
+            p = tts.prepare(piece, speaker=speaker, language=language, instruct=instruct, voice_clone_prompt=prompt)
             n_tokens = len(tts._text_ids(piece)) - 8
-            if tts.model_type == "custom_voice":
-                rows = tts._custom_voice_rows(piece, voice, language, instruct, True)
-                warm = None
-            elif tts.model_type == "voice_design":
-                if not instruct:
-                    raise InputError("a VoiceDesign model needs `instruct`: a description of the voice")
-                rows = tts._voice_design_rows(piece, instruct, language, True)
-                warm = None
-            else:
-                rows, prompts = tts._voice_clone_rows(piece, language, None, None, False, self.voices[voice], False)
-                warm = prompts[0].ref_codes if prompts[0].icl_mode else None
-            plans.append((rows[0], warm, token_budget(n_tokens, cap), None if seed is None else seed + i))
+            plans.append((p.rows[0], p.warm_codes(0), token_budget(n_tokens, cap), None if seed is None else seed + i))
         cap = tts._options(dict(options, max_new_tokens=cap)).max_new_tokens  # bad options fail here, before streaming
         jobs = [Job(row, piece_seed, min(budget, cap), dict(options), warm) for row, warm, budget, piece_seed in plans]
         report.update(pieces=len(pieces), frames=0, stopped=None)
@@ -161,7 +156,12 @@ def create_app(tts, voices_dir=None, max_active: int = 8, max_queue: int = 16, m
     rows per frame loop, `workers` loops at once); max_queue more wait; beyond that, 429."""
     synth = Synthesizer(tts, voices_dir, max_chars, max_batch=max_batch, workers=workers)
     name = model_name or f"qwen3-tts-{tts.model_size}-{tts.model_type}"
-    app = FastAPI(title="qwen3-tts-onnx", description=__doc__, version="0.1.0")
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        synth.batcher.close(timeout=5)
+
+    app = FastAPI(title="qwen3-tts-onnx", description=__doc__, version="0.1.0", lifespan=lifespan)
     app.state.synthesizer = synth
     state = {"active": 0, "waiting": 0}
     slots = asyncio.Semaphore(max_active)
