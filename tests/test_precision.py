@@ -35,6 +35,9 @@ TEXT = "Hello world, this is a test of the quantized variants."
 FRAMES = 30
 TALKER_GUARDS = {"int8": (0.999, 0.95), "int4": (0.98, 0.80), "fp16": (0.9999, 0.95)}  # (min cosine, min agreement)
 PREDICTOR_GUARDS = {"int8": 0.90, "int4": 0.50, "fp16": 0.90}  # min greedy agreement on teacher-forced steps
+# fp16 on the 0.6B-like model only: the one whose code predictor keeps its down-projection in fp32 (the 1.7B-like
+# conversion is the same code without that rule; measured equal to fp32 too, dropped to keep the suite short)
+CASES = [(n, p) for p in ("int8", "int4") for n in ("cv_equal", "cv_wide")] + [("cv_equal", "fp16")]
 
 
 class _Recorder:
@@ -97,8 +100,7 @@ def variant(models, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("name", ["cv_equal", "cv_wide"])
-@pytest.mark.parametrize("precision", ["int8", "int4", "fp16"])
+@pytest.mark.parametrize("name,precision", CASES)
 def test_quantized_talker_teacher_forced(models, fp32_trajectory, variant, name, precision):
     talker_log, _ = fp32_trajectory(name)
     ref, q = models(name).ours.sessions["talker"], variant(name, precision).sessions["talker"]
@@ -125,8 +127,7 @@ def test_quantized_talker_teacher_forced(models, fp32_trajectory, variant, name,
     assert not np.array_equal(want, got)  # the variant really is a different graph
 
 
-@pytest.mark.parametrize("name", ["cv_equal", "cv_wide"])
-@pytest.mark.parametrize("precision", ["int8", "int4", "fp16"])
+@pytest.mark.parametrize("name,precision", CASES)
 def test_quantized_code_predictor_teacher_forced(models, fp32_trajectory, variant, name, precision):
     _, cp_log = fp32_trajectory(name)
     ref, q = models(name).ours.sessions["code_predictor"], variant(name, precision).sessions["code_predictor"]
