@@ -105,14 +105,17 @@ class Batcher:
             key = self._waiting[0].key()
             batch = [j for j in self._waiting if j.key() == key][:self.max_batch]
             self._waiting = [j for j in self._waiting if j not in batch]
-            return batch
+            for j in batch:
+                if j.cancelled.is_set():  # cancelled while waiting: ends empty, takes no row
+                    j.chunks.put(None)
+            live = [j for j in batch if not j.cancelled.is_set()]
+            if live:  # counted under the lock: two workers count
+                self.batches_run += 1
+                self.rows_run += len(live)
+            return live
 
     def _work(self) -> None:
-        while (batch := self._take()) is not None:
-            live = [j for j in batch if not j.cancelled.is_set()]
-            for j in batch:
-                if j.cancelled.is_set():
-                    j.chunks.put(None)
+        while (live := self._take()) is not None:
             if live:
                 try:
                     self._run(live)
@@ -127,15 +130,12 @@ class Batcher:
         options = dict(jobs[0].options, max_new_tokens=max(j.budget for j in jobs))
         frames = self.tts._frames([j.row for j in jobs], [j.seed for j in jobs], options,
                                   budgets=[j.budget for j in jobs], stop=stop)
-        self.batches_run += 1
-        self.rows_run += n
         assemblers = [ChunkAssembler(self.tts.decoder, j.first_chunk_frames, j.chunk_frames, started, j.warm_codes)
                       for j in jobs]
         guards = [RunawayGuard() if j.guard else None for j in jobs]
-        ended = np.zeros(n, dtype=bool)
 
-        def end(i: int) -> None:
-            ended[i] = stop[i] = True
+        def end(i: int) -> None:  # stop[i]: the row has ended here, and the frame loop feeds it EOS from now on
+            stop[i] = True
             if not jobs[i].cancelled.is_set():
                 last = assemblers[i].flush()
                 if last is not None:
@@ -146,12 +146,9 @@ class Batcher:
         try:
             for codes, finished in frames:
                 for i, job in enumerate(jobs):
-                    if ended[i]:
+                    if stop[i]:
                         continue
-                    if job.cancelled.is_set():
-                        end(i)
-                        continue
-                    if finished[i]:
+                    if job.cancelled.is_set() or finished[i]:
                         end(i)
                         continue
                     chunk = assemblers[i].push(codes[i])
@@ -162,10 +159,10 @@ class Batcher:
                     if guards[i] is not None and guards[i].feed(chunk.codes):
                         job.stopped = f"runaway generation stopped: {guards[i].reason}"
                         end(i)
-                if ended.all():
+                if stop.all():
                     break
         finally:
             frames.close()
             for i in range(n):
-                if not ended[i]:
+                if not stop[i]:
                     end(i)
