@@ -29,15 +29,60 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
 
 # ---------------------------------------------------------------------------------------------------- reading
 
+_WAV_CODECS = {0x0055: "MP3", 0x00FF: "AAC", 0x1610: "AAC", 0x0160: "WMA", 0x0161: "WMA", 0x0162: "WMA",
+               0x2000: "AC-3"}
+
+
+def _describe(head: bytes) -> str | None:
+    """What a file that libsndfile refused holds, from its first bytes (None: nothing recognisable)."""
+    if head[4:8] == b"ftyp":
+        return "an MP4/M4A container (AAC or ALAC audio), which libsndfile does not read"
+    if head[:4] == b"\x1aE\xdf\xa3":
+        return "a Matroska/WebM container, which libsndfile does not read"
+    if head[:4] == b"0&\xb2u":
+        return "an ASF/WMA container, which libsndfile does not read"
+    if head[:5] == b"#!AMR":
+        return "AMR audio, which libsndfile does not read"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE" and head[12:16] == b"fmt " and len(head) >= 22:
+        tag = int.from_bytes(head[20:22], "little")
+        codec = f" ({_WAV_CODECS[tag]})" if tag in _WAV_CODECS else ""
+        return f"a WAV file with format tag 0x{tag:04X}{codec} that libsndfile cannot decode"
+    for cut in range(4):  # the 64 bytes may end inside a multi-byte character
+        try:
+            text = head[:len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        return None
+    if text and sum(c.isprintable() or c.isspace() for c in text) >= 0.95 * len(text):
+        return "text, not audio"
+    return None
+
+
 def _read(data, what: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
         wav, sr = sf.read(data, dtype="float32", always_2d=True)
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError by case
-        raise InputError(f"cannot read {what} as audio ({e}); pass WAV, FLAC, OGG or MP3 "
+        detail = getattr(e, "error_string", None) or str(e)
+        if "does not exist" in detail:  # libsndfile's words for content it does not recognise (the file exists)
+            detail = "format not recognised"
+        head = data.getvalue()[:64] if isinstance(data, io.BytesIO) else _head(data)
+        holds = _describe(head)
+        raise InputError(f"cannot read {what} as audio: {f'it holds {holds} ({detail})' if holds else detail}; "
+                         f"pass WAV, FLAC, OGG (Vorbis, Opus) or MP3 "
                          f"(formats: {', '.join(sorted(sf.available_formats()))})") from None
     return wav.mean(axis=1, dtype=np.float32) if wav.shape[1] > 1 else wav[:, 0], int(sr)
+
+
+def _head(path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(64)
+    except OSError:
+        return b""
 
 
 def _from_array(wav, sr) -> tuple[np.ndarray, int]:
