@@ -23,7 +23,9 @@ def test_sharded_checkpoint_loads(ckpt):
     assert all(t.dtype.is_floating_point and t.dtype.itemsize == 4 for t in state.values())
 
 
-@pytest.mark.parametrize("victim", ["config.json", "vocab.json", "speech_tokenizer/model.safetensors"])
+@pytest.mark.parametrize("victim", ["config.json", "generation_config.json", "vocab.json", "merges.txt",
+                                    "tokenizer_config.json", "speech_tokenizer/config.json",
+                                    "speech_tokenizer/model.safetensors"])
 def test_missing_file_is_named(ckpt, tmp_path, victim):
     bad = tmp_path / "c"
     shutil.copytree(ckpt, bad)
@@ -57,3 +59,72 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(checkpoint.CheckpointError, match="is a file"):
         checkpoint.load(tmp_path / "f.txt")
+
+
+def _copy(ckpt, tmp_path):
+    bad = tmp_path / "c"
+    shutil.copytree(ckpt, bad)
+    return bad
+
+
+def test_no_weights_at_all(ckpt, tmp_path):
+    bad = _copy(ckpt, tmp_path)
+    for f in [bad / "model.safetensors.index.json", *bad.glob("model-*.safetensors")]:
+        f.unlink()
+    with pytest.raises(checkpoint.CheckpointError, match="no model.safetensors and no model.safetensors.index.json"):
+        checkpoint.load(bad)
+
+
+@pytest.mark.parametrize("victim", ["model-00002-of-00003.safetensors", "speech_tokenizer/model.safetensors"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_safetensors_is_named(ckpt, tmp_path, victim, damage):
+    bad = _copy(ckpt, tmp_path)
+    f = bad / victim
+    data = f.read_bytes()
+    f.write_bytes(data[:len(data) // 2] if damage == "truncated" else b"\x00not a safetensors file" * 100)
+    c = checkpoint.load(bad)
+    read = c.codec_state if victim.startswith("speech_tokenizer") else c.main_state
+    with pytest.raises(checkpoint.CheckpointError, match=f"{victim}: cannot read it as safetensors"):
+        read()
+
+
+@pytest.mark.parametrize("victim", ["config.json", "generation_config.json", "speech_tokenizer/config.json",
+                                    "model.safetensors.index.json"])
+@pytest.mark.parametrize("content", [b'{"talker_config": {', b"\xff\xfe\x00\x01binary", b"[1, 2, 3]"],
+                         ids=["broken", "binary", "not-an-object"])
+def test_invalid_json_is_named(ckpt, tmp_path, victim, content):
+    bad = _copy(ckpt, tmp_path)
+    (bad / victim).write_bytes(content)
+    with pytest.raises(checkpoint.CheckpointError, match=f"{victim}: (not valid JSON|expected a JSON object)"):
+        checkpoint.load(bad)
+
+
+def test_hub_id_is_downloaded_with_snapshot_download(ckpt, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append(repo_id)
+        return str(ckpt)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    c = checkpoint.load("Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign")
+    assert calls == ["Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign"]
+    assert c.path == ckpt and c.model_type == "voice_design"
+
+
+def test_hub_unreachable(monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(repo_id, **kwargs):  # what snapshot_download raises without a network and without a cached copy
+        raise LocalEntryNotFoundError("An error happened while trying to locate the files on the Hub and we cannot "
+                                      "find the appropriate snapshot folder for the specified revision on the local "
+                                      "disk.")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"could not download 'Qwen/Qwen3-TTS-12Hz-0.6B-Base' from the Hugging Face hub "
+                             r"\(LocalEntryNotFoundError: .*\); check the network .* pass that directory"):
+        checkpoint.load("Qwen/Qwen3-TTS-12Hz-0.6B-Base")

@@ -75,15 +75,22 @@ def resolve(model: str | Path) -> Path:
         try:
             return Path(snapshot_download(text))
         except Exception as e:
-            raise CheckpointError(f"could not download {text!r} from the Hugging Face hub: {e}") from e
+            raise CheckpointError(f"could not download {text!r} from the Hugging Face hub ({type(e).__name__}: {e}); "
+                                  "check the network and the repository id, or download the checkpoint yourself "
+                                  "(e.g. `huggingface-cli download <id> --local-dir DIR`) and pass that "
+                                  "directory") from e
     raise CheckpointError(f"{model!r} is neither a local checkpoint directory nor a hub id like 'Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice'")
 
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from e
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # broken text, or binary content
+        raise CheckpointError(f"{path}: not valid JSON ({e}); re-download the checkpoint") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got a {type(data).__name__}; re-download the "
+                              "checkpoint")
+    return data
 
 
 def load(model: str | Path) -> Checkpoint:
