@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench.py [--quick] [--sizes 0b6,1b7] [--variants fp32,int8,int4] [--frames 100]
                                       [--threads 2] [--repeats 3] [--work artifacts/bench] [--json out.json]
-                                      [--record BENCHMARKS.md]
+                                      [--record BENCHMARKS.md] [--base | --no-base]
 
 Builds full-size random CustomVoice checkpoints from the real configs (EOS logit zeroed, so every run generates
 exactly --frames frames), exports fp32 once and each quantized variant from it (cached under --work), then times:
@@ -12,7 +12,10 @@ exactly --frames frames), exports fp32 once and each quantized variant from it (
   - streaming (ours): first-audio latency and end-to-end RTF of `stream_custom_voice`, against non-streaming
     generate + decode in the same run;
   - the floor: weight bytes each frame must read (talker + 15 x code predictor, the variant's storage) divided by
-    the measured memory read bandwidth; artifact size; resident memory added by loading.
+    the measured memory read bandwidth; artifact size; resident memory added by loading;
+  - with --base (default unless --quick): a full-size 0.6B Base checkpoint, ICL voice clone from a 10 s 44.1 kHz
+    stereo reference: the voice prompt (official `create_voice_clone_prompt` vs ours), the loop, and the decode of
+    reference + generated codes with the reference cut off, streaming included.
 --quick: the real 0.6B sizes, 12 frames, fp32 and int4 loops and each side's decoder; ends with
   speedup_fp32_vs_official=<x>
   speedup_best_vs_official=<y> (<variant>)
@@ -97,6 +100,32 @@ class Timed:
         return self._timed(self.session.run_with_iobinding, *args, **kwargs)
 
 
+class Ours:
+    """Our runtime per variant, its sessions wrapped in Timed. Every variant stays loaded (runs alternate with no
+    reload), unless --load-per-round: then each is loaded for its turn and dropped after it, so that only the
+    official model and one of ours are in memory at once (the 1.7B fp32 side alone needs about 8 GB)."""
+
+    def __init__(self, arts: dict, threads: int, keep: bool):
+        self.arts, self.threads, self.keep = arts, threads, keep
+        self.stats: dict = {v: {} for v in arts}
+        self.rss_added: dict = {}
+        self._loaded: dict = {}
+
+    def get(self, v: str):
+        from qwen3_tts_onnx import Qwen3TTS
+
+        if v not in self._loaded:
+            r0 = _rss_mb()
+            tts = Qwen3TTS.from_pretrained(self.arts[v], threads=self.threads)
+            self.rss_added.setdefault(v, _rss_mb() - r0)
+            self._loaded[v] = Qwen3TTS(tts.artifacts, {g: Timed(s, self.stats[v], g) for g, s in tts.sessions.items()})
+        return self._loaded[v]
+
+    def done(self, v: str) -> None:
+        if not self.keep:
+            del self._loaded[v]
+
+
 def weight_bytes_per_frame(art: Path) -> dict:
     """Bytes of weights a frame reads: the talker's once, the code predictor's 15 times (its layers run once per
     group; embeddings and heads: one table/head per group, so counted once), from the stored initializers."""
@@ -130,17 +159,17 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
 
 
-def prepare(work: Path, size: str, variants: list) -> tuple[Path, dict]:
+def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -> tuple[Path, dict]:
     from qwen3_tts_export.export import export_all
     from qwen3_tts_export.precision import make_variant
     from qwen3_tts_export.random_checkpoint import build
     from qwen3_tts_onnx import contracts as C
 
-    root = work / f"{size}-custom_voice"
+    root = work / f"{size}-{kind}"
     ckpt = root / "checkpoint"
     if not (ckpt / "model.safetensors").is_file():
-        _log(f"building a random {size} CustomVoice checkpoint (EOS logit zeroed)")
-        build(ckpt, kind="custom_voice", size=size, eos_scale=0.0)
+        _log(f"building a random {size} {kind} checkpoint (EOS logit zeroed)")
+        build(ckpt, kind=kind, size=size, eos_scale=0.0)
 
     def fresh(d: Path) -> bool:
         try:
@@ -168,7 +197,6 @@ def run_model(size: str, a, bandwidth: float) -> dict:
     import torch
 
     from qwen3_tts_export.reference import qwen_tts
-    from qwen3_tts_onnx import Qwen3TTS
 
     torch.set_num_threads(a.threads)
     ckpt, arts = prepare(Path(a.work), size, a.variants)
@@ -177,13 +205,8 @@ def run_model(size: str, a, bandwidth: float) -> dict:
     rss0 = _rss_mb()
     ref = qwen_tts().Qwen3TTSModel.from_pretrained(str(ckpt))
     rss_official = _rss_mb() - rss0
-    ours, stats, loaded = {}, {}, {}
-    for v in a.variants:
-        r0 = _rss_mb()
-        tts = Qwen3TTS.from_pretrained(arts[v], threads=a.threads)
-        loaded[v] = _rss_mb() - r0
-        stats[v] = {}
-        ours[v] = Qwen3TTS(tts.artifacts, {g: Timed(s, stats[v], g) for g, s in tts.sessions.items()})
+    ours = Ours(arts, a.threads, keep=not (a.load_per_round or size == "1b7"))
+    stats, loaded = ours.stats, ours.rss_added
     ids = ref._tokenize_texts([ref._build_assistant_text(TEXT)])
 
     def official_loop():
@@ -209,7 +232,7 @@ def run_model(size: str, a, bandwidth: float) -> dict:
             ref.model.speech_tokenizer.decode([{"audio_codes": torch.from_numpy(codes)}])
         times["official_decoder"].append((time.perf_counter() - t) / n)
         for v in a.variants:
-            tts = ours[v]
+            tts = ours.get(v)
             rows = tts._custom_voice_rows(TEXT, "ryan", "english", None, True)
             stats[v].clear()
             t = time.perf_counter()
@@ -234,11 +257,18 @@ def run_model(size: str, a, bandwidth: float) -> dict:
                     first = chunk.timing.elapsed_s if first is None else first
                 times[f"{v}_stream_first_audio"].append(first)
                 times[f"{v}_stream_total"].append(time.perf_counter() - t)
+            ours.done(v)
         _log(f"{size} round {rep + 1}/{a.repeats}: official loop {times['official_loop'][-1]:.1f} s, "
              + ", ".join(f"{v} {times[f'{v}_loop'][-1]:.1f} s" for v in a.variants))
+    return summarize(size, "CustomVoice", n, a, times, arts, rss_official, loaded, bandwidth)
+
+
+def summarize(size: str, what: str, n: int, a, times: dict, arts: dict, rss_official: float, loaded: dict,
+              bandwidth: float) -> dict:
+    """Medians of the timed runs -> one model's result (official side and each variant)."""
     med = {k: statistics.median(x) for k, x in times.items() if x}
     audio_s = n / FPS
-    result = {"size": size, "frames": n, "threads": a.threads, "repeats": a.repeats,
+    result = {"size": size, "model": f"{size} {what}", "frames": n, "threads": a.threads, "repeats": a.repeats,
               "official": {"loop_s_per_frame": med["official_loop"] / n,
                            "loop_fps": n / med["official_loop"],
                            "loop_rtf": med["official_loop"] / audio_s,
@@ -246,6 +276,8 @@ def run_model(size: str, a, bandwidth: float) -> dict:
                            "e2e_rtf": (med["official_loop"] + med["official_decoder"] * n) / audio_s,
                            "rss_added_mb": rss_official},
               "variants": {}}
+    if "official_prompt" in med:
+        result["official"]["voice_prompt_s"] = med["official_prompt"]
     for v in a.variants:
         wb = weight_bytes_per_frame(arts[v])
         r = {"loop_s_per_frame": med[f"{v}_loop"] / n, "loop_fps": n / med[f"{v}_loop"],
@@ -257,6 +289,9 @@ def run_model(size: str, a, bandwidth: float) -> dict:
              "e2e_rtf": med[f"{v}_nonstream_total"] / audio_s,
              "weight_bytes_per_frame": wb["total"], "floor_s_per_frame": wb["total"] / (bandwidth * 1e9),
              "artifact_bytes": dir_bytes(arts[v]), "rss_added_mb": loaded[v]}
+        if f"{v}_prompt" in med:
+            r["voice_prompt_s"] = med[f"{v}_prompt"]
+            r["speedup_prompt_vs_official"] = med["official_prompt"] / med[f"{v}_prompt"]
         if f"{v}_stream_first_audio" in med:
             r["stream_first_audio_s"] = med[f"{v}_stream_first_audio"]
             r["stream_e2e_rtf"] = med[f"{v}_stream_total"] / audio_s
@@ -264,35 +299,121 @@ def run_model(size: str, a, bandwidth: float) -> dict:
     return result
 
 
+REF_SECONDS = 10
+REF_TEXT = "This is a ten second recording of the voice that the model should clone for us today."
+
+
+def run_clone(a, bandwidth: float) -> dict:
+    """0.6B Base, ICL voice clone from a 10 s 44.1 kHz stereo reference: the voice prompt (x-vector + reference
+    codes), the generation loop, and the decode of reference + generated codes with the reference cut off; the
+    official `create_voice_clone_prompt` / `model.generate` / `speech_tokenizer.decode` against ours."""
+    import torch
+
+    from qwen3_tts_export.reference import qwen_tts
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from audio_clips import write  # noqa: E402
+    from oracle import official_clone_codes  # noqa: E402
+
+    torch.set_num_threads(a.threads)
+    ckpt, arts = prepare(Path(a.work), "0b6", a.variants, kind="base")
+    clip = str(write(Path(a.work) / f"ref_{REF_SECONDS}s_44k_stereo.wav", REF_SECONDS, 44100, channels=2, seed=5))
+    greedy = dict(do_sample=False, subtalker_dosample=False)
+    n = a.frames
+    rss0 = _rss_mb()
+    ref = qwen_tts().Qwen3TTSModel.from_pretrained(str(ckpt))
+    rss_official = _rss_mb() - rss0
+    ours = Ours(arts, a.threads, keep=not a.load_per_round)
+    stats, loaded = ours.stats, ours.rss_added
+    keys = ("prompt", "loop", "decoder", "talker_step", "predictor_frame", "stream_first_audio", "stream_total",
+            "nonstream_total")
+    times: dict = {f"official_{k}": [] for k in ("prompt", "loop", "decoder")}
+    times.update({f"{v}_{k}": [] for v in a.variants for k in keys})
+    for rep in range(a.repeats):
+        with torch.no_grad():
+            t = time.perf_counter()
+            items = ref.create_voice_clone_prompt(ref_audio=clip, ref_text=REF_TEXT)
+            times["official_prompt"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            codes = official_clone_codes(ref, [TEXT], ["english"], items, max_new_tokens=n + 1)[0]
+            times["official_loop"].append(time.perf_counter() - t)
+            if codes.shape[0] != n:
+                raise RuntimeError(f"the official clone made {codes.shape[0]} frames, expected {n}")
+            t = time.perf_counter()
+            full = torch.from_numpy(np.concatenate([items[0].ref_code.numpy(), codes]))
+            ref.model.speech_tokenizer.decode([{"audio_codes": full}])
+            times["official_decoder"].append((time.perf_counter() - t) / n)
+        for v in a.variants:
+            tts = ours.get(v)
+            t = time.perf_counter()
+            voice = tts.create_voice_clone_prompt(clip, ref_text=REF_TEXT)[0]
+            times[f"{v}_prompt"].append(time.perf_counter() - t)
+            rows, prompts = tts._voice_clone_rows(TEXT, "english", None, None, False, voice, False)
+            stats[v].clear()
+            t = time.perf_counter()
+            got = tts.generate_codes(rows, max_new_tokens=n + 1, **greedy)[0]
+            loop = time.perf_counter() - t
+            if got.shape[0] != n:
+                raise RuntimeError(f"our {v} clone made {got.shape[0]} frames, expected {n}")
+            times[f"{v}_loop"].append(loop)
+            tk, cp = stats[v]["talker"], stats[v]["code_predictor"]
+            times[f"{v}_talker_step"].append(tk[0] / tk[1])
+            times[f"{v}_predictor_frame"].append(cp[0] / cp[1])
+            t = time.perf_counter()
+            tts.decode_clone(got, prompts[0])
+            dec = time.perf_counter() - t
+            times[f"{v}_decoder"].append(dec / n)
+            times[f"{v}_nonstream_total"].append(loop + dec)
+            if not a.quick:
+                t = time.perf_counter()
+                first = None
+                for chunk in tts.stream_voice_clone(TEXT, language="english", voice_clone_prompt=voice,
+                                                    max_new_tokens=n + 1, **greedy):
+                    first = chunk.timing.elapsed_s if first is None else first
+                times[f"{v}_stream_first_audio"].append(first)
+                times[f"{v}_stream_total"].append(time.perf_counter() - t)
+            ours.done(v)
+        _log(f"0b6 Base clone round {rep + 1}/{a.repeats}: official loop {times['official_loop'][-1]:.1f} s, "
+             + ", ".join(f"{v} {times[f'{v}_loop'][-1]:.1f} s" for v in a.variants))
+    return summarize("0b6", "Base ICL clone", n, a, times, arts, rss_official, loaded, bandwidth)
+
+
 def table(results: list, machine: str, command: str) -> str:
     lines = [f"Machine: {machine}. Command: `{command}`. Medians of alternating runs; loop = prompt prefill + "
              "frames, greedy; RTF = wall time / audio time (lower is better).", "",
              "| model | side | loop s/frame | loop RTF | vs official | talker step | predictor frame | decoder s/frame "
              "| decoder vs official | e2e RTF | streaming first audio | streaming e2e RTF | floor s/frame "
-             "| artifacts | RSS added |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| voice prompt | artifacts | RSS added |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         o = res["official"]
-        lines.append(f"| {res['size']} CustomVoice, {res['frames']} frames | official qwen-tts | "
+        vp = f"{o['voice_prompt_s']:.2f} s" if "voice_prompt_s" in o else ""
+        lines.append(f"| {res.get('model', res['size'] + ' CustomVoice')}, {res['frames']} frames | official qwen-tts | "
                      f"{o['loop_s_per_frame']:.3f} | {o['loop_rtf']:.2f} | 1.00x | | | {o['decoder_s_per_frame']:.3f} "
-                     f"| 1.00x | {o['e2e_rtf']:.2f} | none | | | | {o['rss_added_mb']:.0f} MB |")
+                     f"| 1.00x | {o['e2e_rtf']:.2f} | none | | | {vp} | | {o['rss_added_mb']:.0f} MB |")
         for v, r in res["variants"].items():
             fa = f"{r['stream_first_audio_s'] * 1000:.0f} ms" if "stream_first_audio_s" in r else "-"
             se = f"{r['stream_e2e_rtf']:.2f}" if "stream_e2e_rtf" in r else "-"
+            vp = (f"{r['voice_prompt_s']:.2f} s ({r['speedup_prompt_vs_official']:.1f}x)"
+                  if "voice_prompt_s" in r else "")
             lines.append(
                 f"| | ours {v} | {r['loop_s_per_frame']:.3f} | {r['loop_rtf']:.2f} | "
                 f"**{r['speedup_loop_vs_official']:.2f}x** | {r['talker_step_s'] * 1000:.0f} ms | "
                 f"{r['predictor_frame_s'] * 1000:.0f} ms | {r['decoder_s_per_frame']:.3f} | "
                 f"{r['speedup_decoder_vs_official']:.2f}x | {r['e2e_rtf']:.2f} | {fa} | {se} | "
-                f"{r['floor_s_per_frame']:.3f} | {r['artifact_bytes'] / 1e9:.2f} GB | {r['rss_added_mb']:.0f} MB |")
+                f"{r['floor_s_per_frame']:.3f} | {vp} | {r['artifact_bytes'] / 1e9:.2f} GB | {r['rss_added_mb']:.0f} MB |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--sizes", default=None, help="comma list of 0b6, 1b7 (default: 0b6,1b7; --quick: 0b6)")
+    p.add_argument("--sizes", default=None, help="comma list of CustomVoice sizes 0b6, 1b7, or '' for none (default: 0b6,1b7; --quick: 0b6)")
     p.add_argument("--variants", default=None, help="comma list of fp32, int8, int4 (default all; --quick: fp32,int4)")
+    p.add_argument("--base", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time 0.6B Base ICL voice cloning (default: on, off with --quick)")
+    p.add_argument("--load-per-round", action="store_true",
+                   help="load each of our variants for its turn only (less memory; default for 1b7)")
     p.add_argument("--frames", type=int, default=None, help="frames per run (default 100; --quick: 12)")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--repeats", type=int, default=3)
@@ -300,7 +421,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--record", help="append the table to this Markdown file (e.g. BENCHMARKS.md)")
     a = p.parse_args(argv)
-    a.sizes = (a.sizes or ("0b6" if a.quick else "0b6,1b7")).split(",")
+    a.sizes = [x for x in (a.sizes if a.sizes is not None else ("0b6" if a.quick else "0b6,1b7")).split(",") if x]
     a.variants = (a.variants or ("fp32,int4" if a.quick else "fp32,int8,int4")).split(",")
     if "fp32" not in a.variants:
         a.variants.insert(0, "fp32")
@@ -310,6 +431,8 @@ def main(argv=None) -> int:
                f"{bandwidth:.1f} GB/s")
     _log(machine)
     results = [run_model(size, a, bandwidth) for size in a.sizes]
+    if a.base if a.base is not None else not a.quick:
+        results.append(run_clone(a, bandwidth))
     command = "scripts/bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
     md = table(results, machine, command.strip())
     print(md)
