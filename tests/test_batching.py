@@ -79,3 +79,29 @@ def test_batcher_cancel_and_option_groups(models, batcher):
     want = tts.generate_codes([rows[2]], max_new_tokens=10, do_sample=False, subtalker_dosample=False)[0]
     np.testing.assert_array_equal(np.concatenate([ch.codes for ch in c.results()]), want)
     assert batcher.batches_run == 2
+
+
+def test_batcher_hands_a_failure_to_its_rows(models, batcher, monkeypatch):
+    """An error inside a frame loop (here after 3 frames, one of them not yet in a chunk) reaches each running row's
+    consumer instead of a quiet early end; the rows are counted out and the worker goes on with the next batch."""
+    tts = models("cv_wide").ours
+    rows = _rows(tts, TEXTS[:2])
+    real = tts._frames
+
+    def failing(*args, **kwargs):
+        for i, frame in enumerate(real(*args, **kwargs)):
+            if i == 3:
+                raise RuntimeError("talker failed")
+            yield frame
+
+    monkeypatch.setattr(tts, "_frames", failing)
+    jobs = [Job(r, 1, 20, dict(SAMPLING), guard=False) for r in rows]
+    batcher.submit(jobs)
+    for job in jobs:
+        with pytest.raises(RuntimeError, match="talker failed"):
+            list(job.results())
+    assert batcher.rows_active == 0
+    monkeypatch.undo()
+    again = Job(rows[0], 1, 5, dict(SAMPLING), guard=False)
+    batcher.submit([again])
+    assert sum(c.codes.shape[0] for c in again.results()) == 4 and batcher.rows_active == 0

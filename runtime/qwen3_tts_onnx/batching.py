@@ -4,7 +4,8 @@ to its own consumer as if it ran alone.
     submit(jobs) ─► waiting (FIFO) ─► a free worker takes the oldest job and every waiting job with the same
                                       sampling options, up to max_batch ─► one FrameLoop over them
          per frame, per row:  codes ─► its ChunkAssembler ─► AudioChunk ─► job.chunks (a queue) ─► consumer
-                              runaway guard / budget / EOS / cancelled ─► the row ends (None in its queue)
+                              runaway guard / budget / EOS / cancelled ─► the row ends (None in its queue; the
+                              error instead if the loop failed)
 
 Rows join at batch boundaries: a worker that is free takes whatever is waiting, so an idle server starts a request
 at once, and under load the waiting requests ride together (one weight read per step serves every row: on a
@@ -71,12 +72,20 @@ class Batcher:
         self._waiting: list[Job] = []
         self._cv = threading.Condition()
         self._closed = False
-        self.batches_run = 0  # statistics: batches and rows so far
+        self.batches_run = 0  # statistics: batches, rows and frames (one per row per step) so far
         self.rows_run = 0
+        self.frames_run = 0
+        self.rows_active = 0  # rows in frame loops now
+        self._count = threading.Lock()
         self._threads = [threading.Thread(target=self._work, name=f"qwen3-tts-batch-{i}", daemon=True)
                          for i in range(workers)]
         for t in self._threads:
             t.start()
+
+    @property
+    def rows_waiting(self) -> int:
+        """Jobs submitted and not yet in a frame loop."""
+        return len(self._waiting)
 
     def submit(self, jobs: list) -> None:
         with self._cv:
@@ -109,42 +118,55 @@ class Batcher:
                 if j.cancelled.is_set():  # cancelled while waiting: ends empty, takes no row
                     j.chunks.put(None)
             live = [j for j in batch if not j.cancelled.is_set()]
-            if live:  # counted under the lock: two workers count
-                self.batches_run += 1
-                self.rows_run += len(live)
+            if live:
+                with self._count:  # two workers count
+                    self.batches_run += 1
+                    self.rows_run += len(live)
+                    self.rows_active += len(live)
             return live
 
     def _work(self) -> None:
         while (live := self._take()) is not None:
             if live:
-                try:
-                    self._run(live)
-                except BaseException as e:  # noqa: BLE001 - handed to every consumer of the batch
-                    for j in live:
-                        j.chunks.put(e)
+                self._run(live)
 
     def _run(self, jobs: list) -> None:
+        """One frame loop over the jobs. Each job's queue ends with None, or with the exception that stopped the
+        loop; rows_active counts down as rows end."""
         started = time.perf_counter()
         n = len(jobs)
         stop = np.zeros(n, dtype=bool)
-        options = dict(jobs[0].options, max_new_tokens=max(j.budget for j in jobs))
-        frames = self.tts._frames([j.row for j in jobs], [j.seed for j in jobs], options,
-                                  budgets=[j.budget for j in jobs], stop=stop)
-        assemblers = [ChunkAssembler(self.tts.decoder, j.first_chunk_frames, j.chunk_frames, started, j.warm_codes)
-                      for j in jobs]
-        guards = [RunawayGuard() if j.guard else None for j in jobs]
+        assemblers: list = []
+        frames = None
 
-        def end(i: int) -> None:  # stop[i]: the row has ended here, and the frame loop feeds it EOS from now on
-            stop[i] = True
-            if not jobs[i].cancelled.is_set():
-                last = assemblers[i].flush()
-                if last is not None:
-                    jobs[i].chunks.put(last)
-            assemblers[i].close()
-            jobs[i].chunks.put(None)
+        def end(i: int, error: BaseException | None = None) -> None:
+            stop[i] = True  # the row has ended here, and the frame loop feeds it EOS from now on
+            with self._count:
+                self.rows_active -= 1
+            try:
+                if error is None and not jobs[i].cancelled.is_set():
+                    last = assemblers[i].flush()
+                    if last is not None:
+                        jobs[i].chunks.put(last)
+            except BaseException as e:  # noqa: BLE001 - handed to the row's consumer
+                error = e
+            finally:
+                if i < len(assemblers):
+                    assemblers[i].close()
+                jobs[i].chunks.put(error)
 
         try:
+            options = dict(jobs[0].options, max_new_tokens=max(j.budget for j in jobs))
+            frames = self.tts._frames([j.row for j in jobs], [j.seed for j in jobs], options,
+                                      budgets=[j.budget for j in jobs], stop=stop)
+            for j in jobs:
+                assemblers.append(ChunkAssembler(self.tts.decoder, j.first_chunk_frames, j.chunk_frames, started,
+                                                 j.warm_codes))
+            guards = [RunawayGuard() if j.guard else None for j in jobs]
             for codes, finished in frames:
+                live = int(n - (stop | finished).sum())
+                with self._count:  # two workers count
+                    self.frames_run += live
                 for i, job in enumerate(jobs):
                     if stop[i]:
                         continue
@@ -161,8 +183,13 @@ class Batcher:
                         end(i)
                 if stop.all():
                     break
+        except BaseException as e:  # noqa: BLE001 - handed to the consumers of the rows still running
+            for i in range(n):
+                if not stop[i]:
+                    end(i, e)
         finally:
-            frames.close()
+            if frames is not None:
+                frames.close()
             for i in range(n):
                 if not stop[i]:
                     end(i)
