@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -54,6 +56,28 @@ def test_special_tokens_are_refused(models, token):
 def test_oversized_text(models):
     with pytest.raises(InputError, match="tokens long; the limit is"):
         models("cv_wide").ours.generate_custom_voice("word " * 5000, speaker="ryan")
+
+
+def test_text_over_the_character_limit_is_refused_before_tokenizing(models, monkeypatch):
+    tts = models("cv_wide").ours
+
+    def encode(_text):
+        raise AssertionError("tokenized")
+
+    monkeypatch.setattr(tts.tokenizer, "encode", encode)
+    with pytest.raises(InputError, match=r"text is 65537 characters long; the limit is 65536 characters.*split"):
+        tts.generate_custom_voice("a" * 65537, speaker="ryan")
+    with pytest.raises(InputError, match=r"text is 10000000 characters long"):
+        tts.prepare("word " * 2000000, speaker="ryan")
+
+
+def test_cli_refuses_over_long_text(models, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "qwen3_tts_onnx.cli", "speak", "--model", str(models("cv_wide").art),
+                        "--text", "a" * 65537, "--speaker", "ryan", "--out", str(tmp_path / "x.wav")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "error: text is 65537 characters long; the limit is 65536 characters" in r.stderr
+    assert "qwen3-tts serve" in r.stderr and not (tmp_path / "x.wav").exists()
 
 
 def test_bad_generation_arguments(models):

@@ -14,6 +14,10 @@ from tokenizers import Tokenizer
 from .errors import InputError
 
 MAX_TEXT_TOKENS = 4096  # ~5 minutes of speech; longer texts should be split (the server splits sentences)
+# Checked before tokenizing, so absurd input is refused at once: 16 characters per token, beyond what natural text
+# averages in any language (English about 5, Chinese and Japanese about 1-1.5; only long runs of one character, such
+# as spaces or dashes, tokenize denser), so a text this long is over MAX_TEXT_TOKENS anyway.
+MAX_TEXT_CHARS = 16 * MAX_TEXT_TOKENS
 
 
 def assistant_text(text: str) -> str:
@@ -39,6 +43,12 @@ class TextTokenizer:
     def check_text(self, text, what: str = "text") -> str:
         if not isinstance(text, str):
             raise InputError(f"{what} must be a string, got {type(text).__name__}")
+        if len(text) > MAX_TEXT_CHARS:
+            hint = (": split it into sentences and synthesize them one by one, or send it to the server (`qwen3-tts "
+                    "serve`, up to 20000 characters a request), which splits long text into sentences itself"
+                    if what == "text" else "")
+            raise InputError(f"{what} is {len(text)} characters long; the limit is {MAX_TEXT_CHARS} characters "
+                             f"({MAX_TEXT_TOKENS} tokens){hint}")
         if not text.strip():
             raise InputError(f"{what} is empty; pass the words to speak")
         for token in self.added:
