@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import json
 import socket
 import threading
 import time
@@ -104,6 +105,11 @@ def test_stream_arrives_in_chunks_and_equals_the_whole(server):
     (dict(language="klingon"), 400, "language"),
     (dict(unknown_field=1), 400, "unknown_field"),
     (dict(instruct="Cheerful.", instructions="Sad."), 400, "instruct"),
+    (dict(instruct="x" * 4097), 400, "instruct"),
+    (dict(instructions="x" * 4097), 400, "instructions"),
+    (dict(voice="v" * 257), 400, "voice"),
+    (dict(language="l" * 257), 400, "language"),
+    (dict(model="m" * 257), 400, "model"),
 ])
 def test_bad_requests_get_4xx_with_a_message(server, body, status, words):
     r = _post(server, **_speech(**body))
@@ -117,7 +123,27 @@ def test_malformed_json_and_oversized_body(server):
     assert r.status_code == 400 and "error" in r.json()
     r = httpx.post(f"{server.url}/v1/audio/speech", content=b"x" * 300000, timeout=30,
                    headers={"content-type": "application/json"})
-    assert r.status_code == 413
+    assert r.status_code == 413 and "262144 bytes" in r.json()["error"]["message"]
+
+
+def test_chunked_body_over_the_limit(server):
+    """Without Content-Length (chunked transfer) the body is counted as it arrives: a valid request padded past
+    256 KiB with JSON whitespace is refused, the same request within the limit is served."""
+    body = json.dumps(_speech(max_new_tokens=3)).encode()
+
+    def chunks(padding: int):
+        yield body[:-1]
+        for _ in range(padding // 16384):
+            yield b" " * 16384
+        yield body[-1:]
+
+    r = httpx.post(f"{server.url}/v1/audio/speech", content=chunks(300000), timeout=30,
+                   headers={"content-type": "application/json"})
+    assert r.request.headers.get("transfer-encoding") == "chunked" and "content-length" not in r.request.headers
+    assert r.status_code == 413 and "262144 bytes" in r.json()["error"]["message"]
+    r = httpx.post(f"{server.url}/v1/audio/speech", content=chunks(200000), timeout=30,
+                   headers={"content-type": "application/json"})
+    assert r.request.headers.get("transfer-encoding") == "chunked" and r.status_code == 200, r.text
 
 
 def test_info_endpoints(server):

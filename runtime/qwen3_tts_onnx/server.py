@@ -38,6 +38,8 @@ from .voice import VoicePrompt
 
 MAX_INPUT_CHARS = 20000  # about 20 minutes of speech
 MAX_BODY_BYTES = 256 * 1024
+MAX_INSTRUCT_CHARS = 4096  # a style or voice description, a few sentences
+MAX_NAME_CHARS = 256  # model, voice and language names
 FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac"}
 
 
@@ -123,20 +125,66 @@ class Synthesizer:
                 job.cancel()
 
 
+class BodyLimit:
+    """Pure ASGI middleware: a request body over `limit` bytes gets a 413, whether announced in Content-Length or
+    sent chunked (counted as it arrives, never held beyond the limit). The body is read here and handed to the app in
+    one message; after it the app receives from the server as usual (disconnect notices)."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        parts, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left while sending
+                first = message
+                break
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                first = {"type": "http.request", "body": b"".join(parts), "more_body": False}
+                break
+        pending = [first]
+
+        async def replay():
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send):
+        await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
 class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model: str = Field("qwen3-tts", description="accepted for OpenAI compatibility: the server serves one model")
+    model: str = Field("qwen3-tts", max_length=MAX_NAME_CHARS,
+                       description="accepted for OpenAI compatibility: the server serves one model")
     input: str = Field(..., min_length=1, max_length=MAX_INPUT_CHARS, description="text to speak")
-    voice: str | None = Field(None, description="preset speaker (CustomVoice), saved voice name (Base), "
-                                                "'default' (VoiceDesign)")
+    voice: str | None = Field(None, max_length=MAX_NAME_CHARS, description="preset speaker (CustomVoice), saved "
+                              "voice name (Base), 'default' (VoiceDesign)")
     response_format: Literal["wav", "pcm", "flac", "mp3", "opus", "aac"] = "wav"
     speed: float = Field(1.0, description="only 1.0: the model has no speed control")
     stream: bool = False
     stream_format: Literal["audio"] | None = None
-    instructions: str | None = Field(None, description="OpenAI's name for `instruct`")
-    language: str | None = None
-    instruct: str | None = Field(None, description="style instruction (1.7B CustomVoice) or voice "
-                                                   "description (VoiceDesign)")
+    instructions: str | None = Field(None, max_length=MAX_INSTRUCT_CHARS, description="OpenAI's name for `instruct`")
+    language: str | None = Field(None, max_length=MAX_NAME_CHARS)
+    instruct: str | None = Field(None, max_length=MAX_INSTRUCT_CHARS, description="style instruction (1.7B "
+                                 "CustomVoice) or voice description (VoiceDesign)")
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     do_sample: bool | None = None
     temperature: float | None = Field(None, gt=0, le=10)
@@ -163,27 +211,18 @@ def create_app(tts, voices_dir=None, max_active: int = 8, max_queue: int = 16, m
 
     app = FastAPI(title="qwen3-tts-onnx", description=__doc__, version="0.1.0", lifespan=lifespan)
     app.state.synthesizer = synth
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     state = {"active": 0, "waiting": 0}
     slots = asyncio.Semaphore(max_active)
-
-    def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-        return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request, exc: RequestValidationError):
         msgs = [f"{'.'.join(str(x) for x in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in exc.errors()]
-        return error(400, "; ".join(msgs) or "invalid request")
+        return _error(400, "; ".join(msgs) or "invalid request")
 
     @app.exception_handler(Qwen3TTSError)
     async def _bad_input(_request, exc: Qwen3TTSError):
-        return error(400, str(exc))
-
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
-            return error(413, f"request body over {MAX_BODY_BYTES} bytes")
-        return await call_next(request)
+        return _error(400, str(exc))
 
     @app.get("/health")
     async def health():
@@ -202,15 +241,15 @@ def create_app(tts, voices_dir=None, max_active: int = 8, max_queue: int = 16, m
     @app.post("/v1/audio/speech", responses={200: {"content": {m: {} for m in FORMATS.values()}}})
     async def speech(req: SpeechRequest, request: Request):
         if req.response_format not in FORMATS:
-            return error(400, f"response_format {req.response_format!r} is not supported; use wav, pcm or flac")
+            return _error(400, f"response_format {req.response_format!r} is not supported; use wav, pcm or flac")
         if req.speed != 1.0:
-            return error(400, "speed other than 1.0 is not supported: Qwen3-TTS has no speed control")
+            return _error(400, "speed other than 1.0 is not supported: Qwen3-TTS has no speed control")
         if req.stream and req.response_format == "flac":
-            return error(400, "streaming sends wav or pcm; use response_format wav or pcm with stream=true")
+            return _error(400, "streaming sends wav or pcm; use response_format wav or pcm with stream=true")
         if req.instructions and req.instruct and req.instructions != req.instruct:
-            return error(400, "give the instruction in `instruct` or `instructions`, not two different ones")
+            return _error(400, "give the instruction in `instruct` or `instructions`, not two different ones")
         if state["active"] + state["waiting"] >= max_active + max_queue:
-            return error(429, f"server busy: {max_active} requests running and {max_queue} waiting; retry later",
+            return _error(429, f"server busy: {max_active} requests running and {max_queue} waiting; retry later",
                          "rate_limit_error")
         opts = {k: v for k, v in req.model_dump().items() if k in HARD_DEFAULTS and v is not None}
         report: dict = {}
