@@ -1,5 +1,6 @@
 """The OpenAI-compatible server on loopback with a real HTTP client: formats, streaming, bad requests (4xx, never
-500), the queue limit, client disconnects, long text; and a bounded load test of 32 concurrent streams."""
+500), body limits, the queue limit, client disconnects (streaming or not), long text in order with sample-exact
+joins, runaway pieces, a short request beside a long one; and a bounded load test of 32 concurrent streams."""
 from __future__ import annotations
 
 import gc
@@ -15,10 +16,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from qwen3_tts_onnx import Qwen3TTS
+from qwen3_tts_onnx.audio import pcm16
+from qwen3_tts_onnx.longform import split_text, token_budget
 from qwen3_tts_onnx.server import create_app
 
 TEXT = "Hello world, this is a test of the parity harness."
 GREEDY = {"do_sample": False, "subtalker_dosample": False}
+SAMPLING = {"do_sample": True, "subtalker_dosample": True}
 
 
 class Server:
@@ -43,6 +48,32 @@ class Server:
         self.thread.join(10)
 
 
+class Talker:
+    """A talker session whose group-0 logits are altered: EOS never wins (generation never ends by itself) and,
+    with `stuck`, one code always wins (a model stuck in a loop). The runtime runs such session-like wrappers
+    through `session.run` (generate.PlainSession); everything else is the cv_wide model."""
+
+    def __init__(self, session, eos: int, stuck: int | None = None):
+        self.session, self.eos, self.stuck = session, eos, stuck
+
+    def get_outputs(self):
+        return self.session.get_outputs()
+
+    def run(self, names, feeds):
+        out = self.session.run(names, feeds)
+        logits = out[names.index("logits")]
+        logits[..., self.eos] = -np.inf
+        if self.stuck is not None:
+            logits[..., self.stuck] = 1e4
+        return out
+
+
+def _altered(models, **kw) -> Qwen3TTS:
+    ours = models("cv_wide").ours
+    talker = Talker(ours.sessions["talker"], ours.cfg["codec_eos_token_id"], **kw)
+    return Qwen3TTS.from_sessions(models("cv_wide").art, {**ours.sessions, "talker": talker})
+
+
 @pytest.fixture(scope="module")
 def server(models):
     s = Server(create_app(models("cv_wide").ours, max_active=8, max_queue=40, max_chars=60))
@@ -50,8 +81,20 @@ def server(models):
     s.stop()
 
 
+@pytest.fixture(scope="module")
+def endless(models):
+    """A server whose model never ends a piece by itself (sampling: no runaway either), long pieces."""
+    s = Server(create_app(_altered(models), max_active=8, max_queue=8, max_chars=200))
+    yield s
+    s.stop()
+
+
 def _post(server, timeout=120, **body):
     return httpx.post(f"{server.url}/v1/audio/speech", json=body, timeout=timeout)
+
+
+def _health(server) -> dict:
+    return httpx.get(f"{server.url}/health", timeout=30).json()
 
 
 def _speech(**kw):
@@ -77,14 +120,13 @@ def test_formats_decode_to_the_expected_length(server):
 
 def test_stream_arrives_in_chunks_and_equals_the_whole(server):
     whole = _post(server, **_speech(response_format="pcm", seed=3))
-    pieces, first_at, t0 = [], None, time.perf_counter()
+    pieces = []
     with httpx.stream("POST", f"{server.url}/v1/audio/speech", json=_speech(response_format="pcm", stream=True,
                                                                            seed=3), timeout=120) as r:
         assert r.status_code == 200
         for part in r.iter_raw():
-            first_at = first_at or time.perf_counter() - t0
             pieces.append(part)
-    assert len(pieces) >= 3  # 2 frames first, then 12-frame chunks
+    assert len(pieces) >= 3  # 2 frames first, then 12-frame chunks (arrival before the end: test_stream_starts_...)
     assert b"".join(pieces) == whole.content
     with httpx.stream("POST", f"{server.url}/v1/audio/speech", json=_speech(stream=True, seed=3), timeout=120) as r:
         body = r.read()  # a streamed WAV: open-ended header, then the same PCM
@@ -155,27 +197,144 @@ def test_info_endpoints(server):
     assert "/v1/audio/speech" in schema["paths"]
 
 
-def test_long_text_is_split_and_spoken_in_order(server):
-    text = "First sentence here. Second one follows! And a third? " * 3
-    r = _post(server, **_speech(input=text, response_format="pcm", max_new_tokens=12))
-    assert r.status_code == 200 and int(r.headers["x-pieces"]) >= 3
-    assert len(r.content) == 2 * 1920 * int(r.headers["x-frames"])
+def test_long_text_is_split_and_spoken_in_order(server, models):
+    """Distinct sentences, sampled with a seed: the response is, sample for sample, the concatenation in order of
+    each sentence streamed alone through the Python API (piece i seeded seed + i, its budget from token_budget):
+    nothing added, dropped or reordered at the joins."""
+    tts = models("cv_wide").ours
+    text = ("The first sentence tells of a small red boat on a calm sea.\nHi\n"
+            "The third one, much later, talks of high mountains and snow!")
+    pieces = split_text(text, 60)
+    assert len(pieces) == 3 and pieces[1] == "Hi"
+    seed, cap = 40, 40
+    budgets = [token_budget(len(tts._text_ids(p)) - 8, cap) for p in pieces]
+    assert min(budgets) < cap  # the short sentence gets a budget scaled to its length
+    r = _post(server, **_speech(input=text, response_format="pcm", seed=seed, max_new_tokens=cap, **SAMPLING))
+    assert r.status_code == 200 and int(r.headers["x-pieces"]) == len(pieces)
+    alone = [np.concatenate([c.samples for c in tts.stream_custom_voice(
+        p, "ryan", "english", seed=seed + i, max_new_tokens=b, **SAMPLING)]) for i, (p, b) in enumerate(zip(pieces,
+                                                                                                             budgets))]
+    assert r.content == pcm16(np.concatenate(alone))
+    assert int(r.headers["x-frames"]) * 1920 == sum(a.shape[0] for a in alone)
 
 
 def _wait_idle(server, timeout=60):
+    """/health once no request is active or waiting and no row is in (or waiting for) a frame loop."""
     for _ in range(int(timeout / 0.1)):
         h = httpx.get(f"{server.url}/health").json()
-        if h["active"] == 0 and h["waiting"] == 0:
+        if h["active"] == h["waiting"] == h["rows_active"] == h["rows_waiting"] == 0:
             return h
         time.sleep(0.1)
     raise AssertionError(f"server still busy: {h}")
 
 
-def test_client_disconnect_stops_generation(server):
-    with httpx.stream("POST", f"{server.url}/v1/audio/speech",
-                      json=_speech(stream=True, max_new_tokens=400, input=TEXT * 3), timeout=60) as r:
-        next(r.iter_raw())
-    _wait_idle(server, timeout=30)  # the stream was abandoned after its first chunk: its slot is free again
+def _endless_text(n: int) -> str:
+    return " ".join(f"Sentence number {i} is long enough to be a piece of its own, with a few clauses, some words "
+                    f"about the weather, and an ending {i}." for i in range(n))
+
+
+def _frames_of(tts, text: str, cap: int) -> list:
+    """What each piece of `text` generates on a model without EOS: its whole budget (N tokens, N - 1 frames)."""
+    return [token_budget(len(tts._text_ids(p)) - 8, cap) - 1 for p in split_text(text, 200)]
+
+
+def test_stream_starts_before_generation_ends_and_disconnect_stops_it(endless, models):
+    """The first chunk reaches the client while the request is still generating (far from its total); leaving
+    after it stops generation: the server goes idle having run less than one piece, not the text."""
+    text, cap = _endless_text(12), 400
+    frames = _frames_of(models("cv_wide").ours, text, cap)
+    assert len(frames) == 12 and min(frames) > 250
+    before = _health(endless)
+    with httpx.stream("POST", f"{endless.url}/v1/audio/speech", timeout=60,
+                      json=_speech(input=text, stream=True, response_format="pcm", seed=1, max_new_tokens=cap,
+                                   **SAMPLING)) as r:
+        first = next(r.iter_raw())
+        during = _health(endless)
+    assert len(first) > 0 and during["active"] == 1 and during["rows_active"] > 0
+    assert during["frames_run"] - before["frames_run"] < frames[0] < sum(frames)
+    after = _wait_idle(endless)
+    ran = after["frames_run"] - before["frames_run"]
+    assert ran < frames[0], (ran, frames)  # the pieces running (1 + lookahead) stopped within a few chunks
+
+
+def test_non_streaming_disconnect_stops_generation(endless, models):
+    """A client that leaves a non-streaming request (closes its socket once generation runs) stops it too."""
+    text, cap = _endless_text(12), 400
+    frames = _frames_of(models("cv_wide").ours, text, cap)
+    before = _health(endless)
+    body = json.dumps(_speech(input=text, response_format="pcm", seed=2, max_new_tokens=cap, **SAMPLING)).encode()
+    with socket.create_connection(("127.0.0.1", endless.port)) as sock:
+        sock.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        for _ in range(600):  # leave once the server is generating for us
+            h = _health(endless)
+            if h["active"] == 1 and h["frames_run"] > before["frames_run"]:
+                break
+            time.sleep(0.05)
+    after = _wait_idle(endless)
+    ran = after["frames_run"] - before["frames_run"]
+    assert 0 < ran < frames[0], (ran, frames)
+
+
+def test_short_request_is_not_blocked_by_a_long_one(endless, models):
+    """A long text submits its sentences progressively (the streamed one and two more), so it cannot fill both
+    frame loops: a short request started after the long one's first chunk is complete before the long one has
+    streamed half of its first sentence (with all 20 sentences submitted at once it would wait for a batch)."""
+    text, cap = _endless_text(20), 400
+    first_piece = _frames_of(models("cv_wide").ours, text, cap)[0]
+    done, short = threading.Event(), {}
+
+    def run_short():
+        short["r"] = _post(endless, **_speech(input="Hi there.", response_format="pcm", seed=5, max_new_tokens=6,
+                                              **SAMPLING))
+        done.set()
+
+    received = 0
+    with httpx.stream("POST", f"{endless.url}/v1/audio/speech", timeout=120,
+                      json=_speech(input=text, stream=True, response_format="pcm", seed=3, max_new_tokens=cap,
+                                   **SAMPLING)) as r:
+        thread = None
+        for part in r.iter_raw():
+            received += len(part)
+            if thread is None:
+                thread = threading.Thread(target=run_short)
+                thread.start()
+            if done.is_set():
+                break
+    thread.join(60)
+    assert short["r"].status_code == 200 and int(short["r"].headers["x-frames"]) == 5
+    assert done.is_set() and received < first_piece * 1920 * 2 / 2, (received, first_piece)
+    _wait_idle(endless)
+
+
+def test_runaway_piece_is_cut_and_the_next_plays(models, caplog):
+    """A model stuck on one code, without EOS: the guard cuts each piece (group-0 codes cycling) and the next piece
+    still plays; the non-streamed response names the pieces in X-Generation-Stopped, the streamed one is the same
+    audio, /health counts the cuts and each is logged."""
+    tts = _altered(models, stuck=7)
+    s = Server(create_app(tts, max_chars=60))
+    text = "A runaway piece comes first in this text. Then a second piece follows it!"
+    body = _speech(input=text, response_format="pcm", max_new_tokens=400)
+    try:
+        before = _health(s)
+        with ThreadPoolExecutor(2) as pool:  # the two requests run side by side
+            streamed = pool.submit(lambda: httpx.post(f"{s.url}/v1/audio/speech", json={**body, "stream": True},
+                                                      timeout=120))
+            r = _post(s, **body)
+            streamed = streamed.result()
+        assert r.status_code == 200 and r.headers["x-pieces"] == "2"
+        stopped = r.headers["x-generation-stopped"].split("; ")
+        assert [x.split(" cut")[0] for x in stopped] == ["piece 1 of 2", "piece 2 of 2"]
+        assert all("runaway generation stopped: " in x for x in stopped)
+        cut = [int(x.split("cut after ")[1].split(" frames")[0]) for x in stopped]
+        budgets = [token_budget(len(tts._text_ids(p)) - 8, 400) - 1 for p in split_text(text, 60)]
+        assert all(c < b for c, b in zip(cut, budgets)), (cut, budgets)
+        assert int(r.headers["x-frames"]) == sum(cut) and len(r.content) == 2 * 1920 * sum(cut)
+        assert streamed.status_code == 200 and streamed.content == r.content
+        assert _health(s)["runaway_stops"] - before["runaway_stops"] == 4
+        assert caplog.text.count("runaway generation stopped") == 4
+    finally:
+        s.stop()
 
 
 def test_queue_full_gives_429(models, monkeypatch):

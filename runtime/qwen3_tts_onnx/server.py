@@ -7,17 +7,22 @@
     GET  /v1/models, /v1/voices, /health; the OpenAPI schema at /openapi.json, docs at /docs.
 
 Each request is split into sentences (longform.py), each sentence generated with a token budget scaled to its
-length and streamed in order through the exact stateful decoder, under a runaway guard. Requests run in worker
-Up to `max_active` requests generate at once, batched (batching.py): their sentences run as rows of shared frame
-loops, `max_batch` rows per loop; up to `max_queue` more requests wait, beyond that a 429 answers at once. Each row
-has its own seed, budget and decoder state, so a response is what the same request gets alone with the same seed.
-A client that disconnects stops its rows at the next frame.
+length, decoded from a fresh decoder state and streamed in order, joined sample-exactly. A sentence that runs away
+(longform.RunawayGuard) is cut there and the next one plays; the response reports it (X-Generation-Stopped when not
+streamed; /health counts runaway_stops; a warning is logged). Up to `max_active` requests generate at once,
+batched (batching.py): their sentences run as rows of shared frame loops, `max_batch` rows per loop; up to
+`max_queue` more requests wait, beyond that a 429 answers at once. A request submits its sentences progressively
+(the one being streamed and `lookahead` more), so a long text cannot fill the frame loops ahead of later requests.
+Each row has its own seed, budget and decoder state, so a response is what the same request gets alone with the
+same seed. A client that disconnects, streaming or not, stops its rows at the next chunk.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import io
+import logging
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +46,8 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_INSTRUCT_CHARS = 4096  # a style or voice description, a few sentences
 MAX_NAME_CHARS = 256  # model, voice and language names
 FORMATS = {"wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac"}
+LOOKAHEAD = 2  # sentences a request has generating ahead of the one it streams
+log = logging.getLogger(__name__)
 
 
 def encode_audio(samples: np.ndarray, fmt: str) -> bytes:
@@ -60,9 +67,11 @@ class Synthesizer:
     that runs the pieces (with a runaway guard each)."""
 
     def __init__(self, tts, voices_dir: str | Path | None = None, max_chars: int = DEFAULT_MAX_CHARS,
-                 max_batch: int = 8, workers: int = 2):
-        self.tts, self.max_chars = tts, max_chars
+                 max_batch: int = 8, workers: int = 2, lookahead: int = LOOKAHEAD):
+        self.tts, self.max_chars, self.lookahead = tts, max_chars, lookahead
         self.batcher = Batcher(tts, max_batch=max_batch, workers=workers)
+        self.runaway_stops = 0  # statistics: pieces cut by the runaway guard
+        self._stats = threading.Lock()
         self.voices: dict[str, VoicePrompt] = {}
         if voices_dir is not None:
             for path in sorted(Path(voices_dir).glob("*.qvoice*")):
@@ -90,8 +99,10 @@ class Synthesizer:
 
     def chunks(self, text: str, voice: str | None, language: str | None, instruct: str | None, seed: int | None,
                options: dict, report: dict):
-        """A generator of AudioChunk for the whole text, piece by piece (each piece seeded seed + index). All pieces
-        are submitted to the batcher at once (they generate side by side) and streamed in order."""
+        """A generator of AudioChunk for the whole text, piece by piece (each piece seeded seed + index), in order.
+        Pieces are submitted to the batcher progressively: the one being streamed and `lookahead` more generate
+        side by side. A piece the runaway guard stops is cut there (report["stopped"] says which and why) and the
+        next piece plays."""
         self.check_voice(voice)
         tts = self.tts
         pieces = split_text(text, self.max_chars)
@@ -110,18 +121,27 @@ class Synthesizer:
             plans.append((p.rows[0], p.warm_codes(0), token_budget(n_tokens, cap), None if seed is None else seed + i))
         cap = tts._options(dict(options, max_new_tokens=cap)).max_new_tokens  # bad options fail here, before streaming
         jobs = [Job(row, piece_seed, min(budget, cap), dict(options), warm) for row, warm, budget, piece_seed in plans]
-        report.update(pieces=len(pieces), frames=0, stopped=None)
-        self.batcher.submit(jobs)
+        report.update(pieces=len(pieces), frames=0, stopped=[])
+        submitted = 0
         try:
-            for job in jobs:
+            for i, job in enumerate(jobs):
+                ahead = min(len(jobs), i + 1 + self.lookahead)
+                if ahead > submitted:  # one call: the first pieces start in one batch
+                    self.batcher.submit(jobs[submitted:ahead])
+                    submitted = ahead
+                frames = 0
                 for chunk in job.results():
+                    frames += chunk.codes.shape[0]
                     report["frames"] += chunk.codes.shape[0]
                     yield chunk
                 if job.stopped:
-                    report["stopped"] = job.stopped
-                    return
+                    why = f"piece {i + 1} of {len(jobs)} cut after {frames} frames: {job.stopped}"
+                    report["stopped"].append(why)
+                    with self._stats:
+                        self.runaway_stops += 1
+                    log.warning("%s (text %r)", why, pieces[i][:80])
         finally:
-            for job in jobs:  # the client left, or a piece ran away: the rest stops at the next frame
+            for job in jobs:  # the client left: the pieces still running stop at the next frame
                 job.cancel()
 
 
@@ -226,8 +246,10 @@ def create_app(tts, voices_dir=None, max_active: int = 8, max_queue: int = 16, m
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "active": state["active"], "waiting": state["waiting"],
-                "batches_run": synth.batcher.batches_run, "rows_run": synth.batcher.rows_run}
+        b = synth.batcher
+        return {"status": "ok", "active": state["active"], "waiting": state["waiting"], "rows_active": b.rows_active,
+                "rows_waiting": b.rows_waiting, "batches_run": b.batches_run, "rows_run": b.rows_run,
+                "frames_run": b.frames_run, "runaway_stops": synth.runaway_stops}
 
     @app.get("/v1/models")
     async def models():
@@ -274,13 +296,24 @@ def create_app(tts, voices_dir=None, max_active: int = 8, max_queue: int = 16, m
         if not req.stream:
             try:
                 chunks = [] if first is None else [first]
-                chunks += await run_in_threadpool(list, gen)
+                left = False
+                while first is not None:
+                    if await request.is_disconnected():  # the client left: stop generating (gen.close below)
+                        left = True
+                        break
+                    chunk = await run_in_threadpool(next, gen, None)
+                    if chunk is None:
+                        break
+                    chunks.append(chunk)
             finally:
+                gen.close()
                 release()
+            if left:
+                return Response(status_code=499)  # nobody is listening (nginx's "client closed request")
             samples = np.concatenate([c.samples for c in chunks]) if chunks else np.zeros(0, np.float32)
             headers = {"X-Frames": str(report.get("frames", 0)), "X-Pieces": str(report.get("pieces", 0))}
             if report.get("stopped"):
-                headers["X-Generation-Stopped"] = report["stopped"]
+                headers["X-Generation-Stopped"] = "; ".join(report["stopped"])
             return Response(encode_audio(samples, req.response_format), media_type=FORMATS[req.response_format],
                             headers=headers)
 
