@@ -32,7 +32,7 @@ XDIST_GROUPS = {
     "test_runtime_without_torch.py": "custom_voice", "test_streaming.py": "custom_voice",
     "test_precision.py": "custom_voice", "test_server.py": "custom_voice", "test_longform.py": "custom_voice",
     "test_batching.py": "custom_voice",
-    "test_voice_clone.py": "base", "test_voice_clone_errors.py": "base",
+    "test_voice_clone.py": "base", "test_voice_clone_errors.py": "base", "test_server_voices.py": "base",
 }
 
 
