@@ -173,3 +173,44 @@ def test_streamed_clone(models, clips, xonly):
     want = m.ours.decode(full, "exact")[full.shape[0] * 1920 - codes.shape[0] * 1920:]
     assert streamed.shape == want.shape == (codes.shape[0] * 1920,)
     assert np.abs(streamed - want).max() <= 1.5e-5
+
+
+# (ref_len, gen_len) frames: the first four hit the rounding edge of the official cut
+# int(ref_len / total_len * wav_len), which keeps one reference sample (cut = ref_len * 1920 - 1); the last two do not.
+CUT_CASES = [(13, 10), (15, 7), (17, 6), (1, 48), (13, 4), (5, 20)]
+
+
+def test_icl_cut_matches_official_at_the_rounding_edge(models, monkeypatch):
+    """decode_clone cuts the reference part off exactly where the official generate_voice_clone does, including
+    the lengths whose float arithmetic keeps one extra sample. Both run their own cut code on a stand-in decode
+    (sample i has value i) and stand-in codes, so any (ref_len, gen_len) is cheap."""
+    import torch
+
+    from qwen3_tts_export.reference import qwen_tts
+    from qwen3_tts_onnx import VoicePrompt
+
+    VoiceClonePromptItem = qwen_tts().VoiceClonePromptItem
+
+    m = models("base_equal")
+    h = m.ours.cfg["hidden_size"]
+    gen = {}
+
+    def ramp(frames):
+        return np.arange(frames * 1920, dtype=np.float32)  # exact in float32 below 2**24 samples
+
+    monkeypatch.setattr(m.ref.model, "generate", lambda **kw: ([torch.zeros(gen["len"], 16, dtype=torch.long)], None))
+    monkeypatch.setattr(m.ref.model.speech_tokenizer, "decode",
+                        lambda items: ([ramp(it["audio_codes"].shape[0]) for it in items], 24000))
+    monkeypatch.setattr(m.ours, "decode", lambda codes, decode_mode="windowed": ramp(codes.shape[0]))
+    extra = []
+    for ref_len, gen_len in CUT_CASES:
+        gen["len"] = gen_len
+        item = VoiceClonePromptItem(ref_code=torch.zeros(ref_len, 16, dtype=torch.long),
+                                    ref_spk_embedding=torch.zeros(h), x_vector_only_mode=False, icl_mode=True,
+                                    ref_text=REF_TEXT)
+        want = m.ref.generate_voice_clone(TEXT, language="english", voice_clone_prompt=[item])[0][0]
+        prompt = VoicePrompt(np.zeros(h, np.float32), np.zeros((ref_len, 16), np.int64), REF_TEXT, False, "0b6")
+        got = m.ours.decode_clone(np.zeros((gen_len, 16), np.int64), prompt)
+        np.testing.assert_array_equal(got, want)
+        extra.append(want.shape[0] - gen_len * 1920)
+    assert extra == [1, 1, 1, 1, 0, 0], extra  # the official cut really kept a reference sample in the first four

@@ -68,15 +68,20 @@ def test_icl_needs_transcript(models, tmp_path):
 
 
 def test_voice_prompt_from_another_model(models, tmp_path):
-    m = models("base_equal")
+    """A prompt made by the 1.7B-like Base fixture (x-vector of 96) is refused by the 0.6B-like one (64), and the
+    other way round, as an object and as a saved file."""
+    small, wide = models("base_equal"), models("base_wide")
     path = str(write(tmp_path / "a.wav", 2, 24000))
-    p = m.ours.create_voice_clone_prompt(path, ref_text="Hello there.")[0]
-    other = VoicePrompt(np.zeros(2048, np.float32), p.ref_codes, p.ref_text, False, "1b7")
-    with pytest.raises(InputError, match="made with a 1b7 Base model"):
-        m.ours.generate_voice_clone("Hi.", voice_clone_prompt=other)
-    file = other.save(tmp_path / "other.voice")
-    with pytest.raises(InputError, match="made with a 1b7 Base model"):
-        m.ours.generate_voice_clone("Hi.", voice_clone_prompt=str(file))
+    from_wide = wide.ours.create_voice_clone_prompt(path, ref_text="Hello there.")[0]
+    from_small = small.ours.create_voice_clone_prompt(path, x_vector_only_mode=True)[0]
+    assert from_wide.x_vector.shape == (96,) and from_small.x_vector.shape == (64,)
+    file = from_wide.save(tmp_path / "wide.voice")
+    for prompt in (from_wide, str(file)):
+        with pytest.raises(InputError, match=r"made with a 1b7 Base model \(x-vector of 96\), but the model is 0b6 "
+                                             r"\(hidden size 64\)"):
+            small.ours.generate_voice_clone("Hi.", voice_clone_prompt=prompt)
+    with pytest.raises(InputError, match=r"made with a 0b6 Base model \(x-vector of 64\), but the model is 1b7"):
+        wide.ours.generate_voice_clone("Hi.", voice_clone_prompt=from_small)
     bad = tmp_path / "bad.voice"
     bad.write_bytes(b"not a prompt")
     with pytest.raises(InputError, match="not a voice prompt"):
