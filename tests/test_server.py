@@ -446,8 +446,9 @@ def test_load_32_concurrent_streams(server, record_property):
                                  rows=64))
     print(f"32 concurrent streams: wall {wall:.1f} s, p50 {lat[16]:.1f} s, max {lat[-1]:.1f} s, "
           f"RSS growth after warm-up {grown:.1f} MB, 64 rows in {batches} batches")
-    # A round leaves nothing behind. Measured the same way over 5 rounds after a warm-up: -0.5 to +2 MB from one
-    # round to the next (allocator noise; without the warm-up round the first round adds ~7 MB, without malloc_trim
-    # the noise is several MB). Keeping one round's audio chunks would add 32 x 2 x 12 frames x 1920 float32 samples
-    # = 5.9 MB (its decoder states and requests more), so 5 MB allows the noise and catches such a leak.
+    # A round leaves nothing behind. Measured this way, a round after the warm-up round grew by -0.5 to +2.6 MB
+    # (11 rounds: allocator noise), while the first concurrent round grows by ~27 MB (thread pools, ONNX Runtime
+    # arenas for 8-row batches), hence the warm-up; without malloc_trim rounds differ by up to 7 MB. Keeping a round's
+    # requests would keep at least their audio chunks, 32 x 2 x 12 frames x 1920 float32 samples = 5.9 MB (with
+    # their decoder states, 25 KB a row, more), so 5 MB allows the noise and catches such a leak.
     assert grown < 5
