@@ -214,3 +214,28 @@ def test_icl_cut_matches_official_at_the_rounding_edge(models, monkeypatch):
         np.testing.assert_array_equal(got, want)
         extra.append(want.shape[0] - gen_len * 1920)
     assert extra == [1, 1, 1, 1, 0, 0], extra  # the official cut really kept a reference sample in the first four
+
+
+def test_icl_warm_state_is_computed_once_per_voice(models, clips):
+    """The ICL reference warms the streaming decoder once per voice: a second stream with the same voice decodes
+    only its own frames (no reference frames), and its audio equals the first stream's."""
+    m = models("base_equal")
+    prompt = m.ours.create_voice_clone_prompt(str(clips[(1, 16000, 1)]), ref_text=REF_TEXT)[0]
+    kw = dict(language="english", voice_clone_prompt=prompt, max_new_tokens=12, first_chunk_frames=2,
+              chunk_frames=5, **GREEDY)
+    first = np.concatenate([c.samples for c in m.ours.stream_voice_clone(TEXT, **kw)])
+    decoded = []
+    step = m.ours.decoder.step
+
+    def counting_step(codes, state):
+        decoded.append(codes.shape[0])
+        return step(codes, state)
+
+    m.ours.decoder.step = counting_step
+    try:
+        second = list(m.ours.stream_voice_clone(TEXT, **kw))
+    finally:
+        del m.ours.decoder.step
+    np.testing.assert_array_equal(np.concatenate([c.samples for c in second]), first)
+    assert prompt.ref_codes.shape[0] > 0
+    assert sum(decoded) == sum(c.frame_end - c.frame_start for c in second)  # no reference frame decoded again

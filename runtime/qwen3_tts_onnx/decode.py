@@ -14,6 +14,10 @@ frame. Modes of `decode`:
 """
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 from . import contracts as C
@@ -53,9 +57,11 @@ class DecoderState:
     """The speech decoder's state between calls (one sequence): every causal conv's last inputs, each transformer
     layer's keys/values of the last 71 frames, and the number of frames decoded so far (the RoPE offset)."""
 
-    def __init__(self, layout: dict):
+    def __init__(self, layout: dict | None = None):
         self.frames = 0
         self.tensors = {}
+        if layout is None:
+            return
         for name in C.decoder_state_names(layout):
             if name.startswith("conv_state."):
                 shape = (1, *layout["conv"][int(name.split(".")[1])])
@@ -63,14 +69,25 @@ class DecoderState:
                 shape = (1, layout["heads"], 0, layout["head_dim"])
             self.tensors[name] = np.zeros(shape, dtype=np.float32)
 
+    def copy(self) -> "DecoderState":
+        """An independent state at the same point. Steps replace the tensors instead of writing into them, so the
+        copy shares them until either side steps on."""
+        other = DecoderState()
+        other.frames, other.tensors = self.frames, dict(self.tensors)
+        return other
+
 
 class SpeechDecoder:
     """Wraps the speech_decoder session: `step` decodes the next frames of a stream, `decode` a whole sequence."""
+
+    WARM_CACHE = 8  # voices whose warmed state is kept (about 5 MB each at full size)
 
     def __init__(self, session, layout: dict):
         self.session, self.layout = session, layout
         self._state_names = C.decoder_state_names(layout)
         self._outputs = ["waveform"] + ["new_" + n for n in self._state_names]
+        self._warm: OrderedDict = OrderedDict()
+        self._warm_lock = threading.Lock()
 
     def new_state(self) -> DecoderState:
         return DecoderState(self.layout)
@@ -90,6 +107,25 @@ class SpeechDecoder:
         pieces = [self.step(codes[i:i + C.DECODE_CHUNK_FRAMES], state)
                   for i in range(0, codes.shape[0], C.DECODE_CHUNK_FRAMES)]
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    def warmed(self, codes: np.ndarray) -> DecoderState:
+        """A fresh state that has decoded `codes` (an ICL reference, whose samples nobody needs): the state is
+        computed once per distinct reference and then copied, so a voice reused across calls (a saved voice
+        prompt, a server voice) pays the reference's decode only on first use."""
+        codes = check_codes(codes)
+        key = hashlib.sha1(codes.tobytes()).hexdigest()
+        with self._warm_lock:
+            hit = self._warm.get(key)
+            if hit is not None:
+                self._warm.move_to_end(key)
+                return hit.copy()
+        state = self.new_state()
+        self.feed(codes, state)
+        with self._warm_lock:
+            self._warm[key] = state.copy()
+            while len(self._warm) > self.WARM_CACHE:
+                self._warm.popitem(last=False)
+        return state
 
     def decode(self, codes, mode: str = "windowed") -> np.ndarray:
         """codes [F, 16] -> float32 waveform [F * 1920] in the chosen mode (see the module docstring)."""

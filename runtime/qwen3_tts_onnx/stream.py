@@ -61,12 +61,10 @@ class ChunkAssembler:
     def __init__(self, decoder: SpeechDecoder, first_chunk_frames: int, chunk_frames: int, started: float,
                  warm_codes: np.ndarray | None = None):
         self.decoder, self.chunk_frames, self.started = decoder, chunk_frames, started
-        self.state = decoder.new_state()
-        self.warm_s = 0.0
-        if warm_codes is not None and warm_codes.shape[0]:
-            t = time.perf_counter()
-            decoder.feed(warm_codes, self.state)  # ICL reference: for the state only, its samples dropped
-            self.warm_s = time.perf_counter() - t
+        t = time.perf_counter()
+        # ICL reference: decoded for the state only (its samples dropped), once per voice (SpeechDecoder.warmed)
+        self.state = decoder.new_state() if warm_codes is None else decoder.warmed(warm_codes)
+        self.warm_s = time.perf_counter() - t
         self.pending: list = []
         self.done = 0
         self.target = first_chunk_frames
