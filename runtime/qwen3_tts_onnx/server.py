@@ -14,7 +14,8 @@ batched (batching.py): their sentences run as rows of shared frame loops, `max_b
 `max_queue` more requests wait, beyond that a 429 answers at once. A request submits its sentences progressively
 (the one being streamed and `lookahead` more), so a long text cannot fill the frame loops ahead of later requests.
 Each row has its own seed, budget and decoder state, so a response is what the same request gets alone with the
-same seed. A client that disconnects, streaming or not, stops its rows at the next chunk.
+same seed. A client that disconnects stops its rows once the chunk being generated is done (a non-streaming
+request notices between chunks).
 """
 from __future__ import annotations
 
