@@ -9,8 +9,13 @@ frame. Modes of `decode`:
                         with up to 25 frames of left context whose samples are dropped. Past 300 frames this is not
                         one pass over the sequence (the receptive field is longer than 25 frames): there is a seam
                         every 24 s. Identical to the official package.
-  "exact"               one pass over the whole sequence, run as a stream of 300-frame chunks (bounded memory for
-                        any length). Free of the seams; the same as "windowed" up to 300 frames (float rounding).
+  "exact"               one pass over the whole sequence. Free of the seams; the same as "windowed" up to 300
+                        frames (float rounding).
+
+Both run the graph on at most STEP_FRAMES frames per call, carrying the state between calls (a window is a fresh
+stream): a call's activations grow with its length (the last stage holds 96 channels x 1920 samples per frame, and
+ONNX Runtime's arena keeps the largest call's buffers for the session's life), so long calls cost gigabytes of
+resident memory for no gain in speed. The samples equal one call's to float32 rounding (the streaming tests).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from . import contracts as C
 from .errors import InputError
 
 DECODE_MODES = ("windowed", "exact")
+STEP_FRAMES = 25  # frames per decoder call (see the module docstring)
 
 
 def check_mode(mode: str) -> str:
@@ -103,9 +109,9 @@ class SpeechDecoder:
         return out[0][0]
 
     def feed(self, codes: np.ndarray, state: DecoderState) -> np.ndarray:
-        """Any number of frames into a stream, in calls of at most 300 frames (bounded memory): their samples."""
-        pieces = [self.step(codes[i:i + C.DECODE_CHUNK_FRAMES], state)
-                  for i in range(0, codes.shape[0], C.DECODE_CHUNK_FRAMES)]
+        """Any number of frames into a stream, in calls of at most STEP_FRAMES frames (bounded memory): their
+        samples."""
+        pieces = [self.step(codes[i:i + STEP_FRAMES], state) for i in range(0, codes.shape[0], STEP_FRAMES)]
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
     def warmed(self, codes: np.ndarray) -> DecoderState:
@@ -135,6 +141,6 @@ class SpeechDecoder:
             return self.feed(codes, self.new_state()).astype(np.float32, copy=False)
         pieces = []
         for first, keep, end in windows(codes.shape[0]):
-            wav = self.step(codes[first:end], self.new_state())
+            wav = self.feed(codes[first:end], self.new_state())
             pieces.append(wav[(keep - first) * C.SAMPLES_PER_FRAME:])
         return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)
