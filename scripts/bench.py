@@ -193,6 +193,33 @@ def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -
     return ckpt, arts
 
 
+def time_ours(v: str, tts, rows: list, decode, stream, stats: dict, times: dict, a, n: int) -> None:
+    """One round of one of our variants: the greedy loop over `rows` (with per-session times), `decode(codes)`, and
+    unless --quick the streaming generator `stream()` (first audio, total). Appends to times[f"{v}_..."]."""
+    stats.clear()
+    t = time.perf_counter()
+    got = tts.generate_codes(rows, max_new_tokens=n + 1, do_sample=False, subtalker_dosample=False)[0]
+    loop = time.perf_counter() - t
+    if got.shape[0] != n:
+        raise RuntimeError(f"our {v} loop made {got.shape[0]} frames, expected {n}")
+    times[f"{v}_loop"].append(loop)
+    tk, cp = stats["talker"], stats["code_predictor"]
+    times[f"{v}_talker_step"].append(tk[0] / tk[1])
+    times[f"{v}_predictor_frame"].append(cp[0] / cp[1])
+    t = time.perf_counter()
+    decode(got)
+    dec = time.perf_counter() - t
+    times[f"{v}_decoder"].append(dec / n)
+    times[f"{v}_nonstream_total"].append(loop + dec)
+    if not a.quick:
+        t = time.perf_counter()
+        first = None
+        for chunk in stream():
+            first = chunk.timing.elapsed_s if first is None else first
+        times[f"{v}_stream_first_audio"].append(first)
+        times[f"{v}_stream_total"].append(time.perf_counter() - t)
+
+
 def run_model(size: str, a, bandwidth: float) -> dict:
     import torch
 
@@ -234,29 +261,8 @@ def run_model(size: str, a, bandwidth: float) -> dict:
         for v in a.variants:
             tts = ours.get(v)
             rows = tts._custom_voice_rows(TEXT, "ryan", "english", None, True)
-            stats[v].clear()
-            t = time.perf_counter()
-            got = tts.generate_codes(rows, max_new_tokens=n + 1, **greedy)[0]
-            loop = time.perf_counter() - t
-            if got.shape[0] != n:
-                raise RuntimeError(f"our {v} loop made {got.shape[0]} frames, expected {n}")
-            times[f"{v}_loop"].append(loop)
-            tk, cp = stats[v]["talker"], stats[v]["code_predictor"]
-            times[f"{v}_talker_step"].append(tk[0] / tk[1])
-            times[f"{v}_predictor_frame"].append(cp[0] / cp[1])
-            t = time.perf_counter()
-            tts.decode(got)
-            dec = time.perf_counter() - t
-            times[f"{v}_decoder"].append(dec / n)
-            times[f"{v}_nonstream_total"].append(loop + dec)
-            if not a.quick:
-                t = time.perf_counter()
-                first = None
-                for chunk in tts.stream_custom_voice(TEXT, speaker="ryan", language="english",
-                                                     max_new_tokens=n + 1, **greedy):
-                    first = chunk.timing.elapsed_s if first is None else first
-                times[f"{v}_stream_first_audio"].append(first)
-                times[f"{v}_stream_total"].append(time.perf_counter() - t)
+            time_ours(v, tts, rows, tts.decode, lambda: tts.stream_custom_voice(
+                TEXT, speaker="ryan", language="english", max_new_tokens=n + 1, **greedy), stats[v], times, a, n)
             ours.done(v)
         _log(f"{size} round {rep + 1}/{a.repeats}: official loop {times['official_loop'][-1]:.1f} s, "
              + ", ".join(f"{v} {times[f'{v}_loop'][-1]:.1f} s" for v in a.variants))
@@ -349,29 +355,9 @@ def run_clone(a, bandwidth: float) -> dict:
             voice = tts.create_voice_clone_prompt(clip, ref_text=REF_TEXT)[0]
             times[f"{v}_prompt"].append(time.perf_counter() - t)
             rows, prompts = tts._voice_clone_rows(TEXT, "english", None, None, False, voice, False)
-            stats[v].clear()
-            t = time.perf_counter()
-            got = tts.generate_codes(rows, max_new_tokens=n + 1, **greedy)[0]
-            loop = time.perf_counter() - t
-            if got.shape[0] != n:
-                raise RuntimeError(f"our {v} clone made {got.shape[0]} frames, expected {n}")
-            times[f"{v}_loop"].append(loop)
-            tk, cp = stats[v]["talker"], stats[v]["code_predictor"]
-            times[f"{v}_talker_step"].append(tk[0] / tk[1])
-            times[f"{v}_predictor_frame"].append(cp[0] / cp[1])
-            t = time.perf_counter()
-            tts.decode_clone(got, prompts[0])
-            dec = time.perf_counter() - t
-            times[f"{v}_decoder"].append(dec / n)
-            times[f"{v}_nonstream_total"].append(loop + dec)
-            if not a.quick:
-                t = time.perf_counter()
-                first = None
-                for chunk in tts.stream_voice_clone(TEXT, language="english", voice_clone_prompt=voice,
-                                                    max_new_tokens=n + 1, **greedy):
-                    first = chunk.timing.elapsed_s if first is None else first
-                times[f"{v}_stream_first_audio"].append(first)
-                times[f"{v}_stream_total"].append(time.perf_counter() - t)
+            time_ours(v, tts, rows, lambda codes: tts.decode_clone(codes, prompts[0]), lambda: tts.stream_voice_clone(
+                TEXT, language="english", voice_clone_prompt=voice, max_new_tokens=n + 1, **greedy), stats[v], times,
+                a, n)
             ours.done(v)
         _log(f"0b6 Base clone round {rep + 1}/{a.repeats}: official loop {times['official_loop'][-1]:.1f} s, "
              + ", ".join(f"{v} {times[f'{v}_loop'][-1]:.1f} s" for v in a.variants))
