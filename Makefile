@@ -22,7 +22,7 @@ export:
 	$(BIN)/python -m qwen3_tts_export --model "$(MODEL)" --out "$(OUT)" --precision "$(PRECISION)"
 
 test:
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -q -n 2 --dist load tests
 
 demo:
 	$(BIN)/python -m qwen3_tts_export.demo

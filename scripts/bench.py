@@ -391,6 +391,18 @@ def table(results: list, machine: str, command: str) -> str:
     return "\n".join(lines)
 
 
+def record(path: Path, section: str) -> None:
+    """Add `section` at the end of the CPU part of BENCHMARKS.md (before the next `## ` heading after `## CPU`), or
+    at the end of the file when it has no such part."""
+    text = path.read_text() if path.exists() else ""
+    cpu = text.find("\n## CPU")
+    end = text.find("\n## ", cpu + 1) if cpu >= 0 else -1
+    if end < 0:
+        path.write_text(text.rstrip("\n") + "\n\n" + section)
+    else:
+        path.write_text(text[:end].rstrip("\n") + "\n\n" + section + text[end:])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -425,8 +437,7 @@ def main(argv=None) -> int:
     if a.json:
         Path(a.json).write_text(json.dumps({"machine": machine, "command": command, "results": results}, indent=2))
     if a.record:
-        with open(a.record, "a") as f:
-            f.write(f"\n### {time.strftime('%Y-%m-%d')}: {command.strip()}\n\n{md}\n")
+        record(Path(a.record), f"### {time.strftime('%Y-%m-%d')}: {command.strip()}\n\n{md}\n")
     first = results[0]
     best = max(first["variants"], key=lambda v: first["variants"][v]["speedup_loop_vs_official"])
     print(f"speedup_fp32_vs_official={first['variants']['fp32']['speedup_loop_vs_official']:.2f}")

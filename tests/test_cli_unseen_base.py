@@ -11,7 +11,6 @@ import pytest
 import soundfile as sf
 
 from audio_clips import write
-from make_export import build_and_make_export
 from oracle import official_clone_codes
 
 CLI = [sys.executable, "-m", "qwen3_tts_onnx.cli"]
@@ -20,11 +19,8 @@ REF_TEXT = "This is how I sound when I read aloud."
 
 
 @pytest.fixture(scope="module")
-def unseen(tmp_path_factory):
-    root = tmp_path_factory.mktemp("unseen_base")
-    build_and_make_export(root, kind="base", width="wide", seed=4321, shards=2)
-    write(root / "ref.flac", 3, 44100, channels=2, seed=99, subtype="PCM_24")
-    return root
+def unseen(shared):
+    return shared.get("unseen_base")  # built by conftest.BUILDERS through `make export`
 
 
 @pytest.fixture(scope="module")

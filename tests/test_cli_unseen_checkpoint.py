@@ -10,16 +10,13 @@ import pytest
 import soundfile as sf
 
 from oracle import official_codes
-from make_export import build_and_make_export
 
 CLI = [sys.executable, "-m", "qwen3_tts_onnx.cli"]
 
 
 @pytest.fixture(scope="module")
-def unseen(tmp_path_factory):
-    root = tmp_path_factory.mktemp("unseen")
-    build_and_make_export(root, kind="custom_voice", width="equal", seed=1234, shards=2)
-    return root
+def unseen(shared):
+    return shared.get("unseen_custom_voice")  # built by conftest.BUILDERS through `make export`
 
 
 @pytest.mark.parametrize("speaker,language,layout", [("vivian", "chinese", []), ("ryan", "english", ["--streaming-text"])])

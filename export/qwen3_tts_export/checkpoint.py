@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 REQUIRED_FILES = ("config.json", "generation_config.json", "vocab.json", "merges.txt", "tokenizer_config.json",
@@ -37,26 +38,55 @@ class Checkpoint:
     def model_size(self) -> str:
         return self.config["tts_model_size"]
 
-    def main_state(self) -> dict:
-        """All main-model tensors as fp32 torch tensors."""
-        return _read_safetensors(self.weight_files)
+    def main_state(self) -> "TensorFiles":
+        """All main-model tensors, each read as fp32 when it is looked up (see TensorFiles)."""
+        return TensorFiles(self.weight_files)
 
-    def codec_state(self) -> dict:
-        return _read_safetensors([self.path / "speech_tokenizer" / "model.safetensors"])
+    def codec_state(self) -> "TensorFiles":
+        return TensorFiles([self.path / "speech_tokenizer" / "model.safetensors"])
 
 
-def _read_safetensors(files) -> dict:
-    from safetensors import safe_open
+class TensorFiles(Mapping):
+    """Tensor name -> fp32 torch tensor, read from the memory-mapped safetensors files at each lookup, nothing kept.
 
-    out = {}
-    for f in files:
+    The export builds one graph's module at a time, and each module keeps its own copies of the tensors it uses, so
+    a whole fp32 state dict held beside it would only add to the peak: the 1.7B checkpoint upcast to fp32 is 7.6 GB,
+    which with the talker module (5.6 GB) and its export ran past 15 GB. Headers are read (and checked) up front, so
+    a truncated or foreign file fails here, naming the file.
+    """
+
+    def __init__(self, files):
+        from safetensors import safe_open
+
+        self._handles, self._where = [], {}
+        for f in files:
+            try:
+                h = safe_open(str(f), framework="pt")
+                keys = list(h.keys())
+            except Exception as e:  # truncated or not a safetensors file
+                raise CheckpointError(f"{f}: cannot read it as safetensors ({e}); re-download the checkpoint") from e
+            self._handles.append((f, h))
+            self._where.update(dict.fromkeys(keys, len(self._handles) - 1))
+
+    def __getitem__(self, name: str):
+        f, h = self._handles[self._where[name]]
         try:
-            with safe_open(str(f), framework="pt") as h:
-                for k in h.keys():
-                    out[k] = h.get_tensor(k).float()
-        except Exception as e:  # truncated or not a safetensors file
-            raise CheckpointError(f"{f}: cannot read it as safetensors ({e}); re-download the checkpoint") from e
-    return out
+            return h.get_tensor(name).float()
+        except Exception as e:
+            raise CheckpointError(f"{f}: cannot read tensor {name} ({e}); re-download the checkpoint") from e
+
+    def __contains__(self, name) -> bool:
+        return name in self._where
+
+    def shape(self, name: str) -> tuple:
+        """The tensor's shape from the file header, without reading the tensor."""
+        return tuple(self._handles[self._where[name]][1].get_slice(name).get_shape())
+
+    def __iter__(self):
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
 
 
 def resolve(model: str | Path) -> Path:
@@ -127,7 +157,7 @@ def _weight_files(path: Path) -> list:
     return [path / f for f in files]
 
 
-def check_consistent(ckpt: Checkpoint, state: dict) -> None:
+def check_consistent(ckpt: Checkpoint, state: TensorFiles) -> None:
     """Tensors and config agree on the shapes the export relies on."""
     t = ckpt.talker_config
     h, cp = t["hidden_size"], t["code_predictor_config"]
@@ -152,6 +182,6 @@ def check_consistent(ckpt: Checkpoint, state: dict) -> None:
     for name, shape in expect.items():
         if name not in state:
             raise CheckpointError(f"{ckpt.path}: tensor {name} is missing from the model weights")
-        if tuple(state[name].shape) != shape:
-            raise CheckpointError(f"{ckpt.path}: tensor {name} has shape {tuple(state[name].shape)}, but config.json "
+        if state.shape(name) != shape:
+            raise CheckpointError(f"{ckpt.path}: tensor {name} has shape {state.shape(name)}, but config.json "
                                   f"implies {shape}")
