@@ -57,6 +57,48 @@ def test_streaming_decoder_equals_one_pass(models, frames):
         assert np.abs(_stream_decode(m, codes, _chunkings(frames)[0]) - want[0]).max() <= 1e-4
 
 
+@pytest.mark.parametrize("frames", [3, 40, 130])
+def test_skip_leaves_the_state_decoding_leaves(models, frames):
+    """SpeechDecoder.skip (the context graph, then only the last stack_frames through the full graph) leaves the
+    state that decoding the frames leaves: what is decoded after it is the same, and the convolution stack ran
+    over stack_frames frames only."""
+    dec = models("cv_wide").ours.decoder
+    k = dec.layout["stack_frames"]
+    codes = np.random.default_rng(frames).integers(0, 2048, size=(frames + 30, 16), dtype=np.int64)
+    decoded, skipped = dec.new_state(), dec.new_state()
+    dec.feed(codes[:frames], decoded)
+    full_graph_frames = []
+    step = dec.step
+
+    def counting_step(c, state):
+        full_graph_frames.append(c.shape[0])
+        return step(c, state)
+
+    dec.step = counting_step
+    try:
+        dec.skip(codes[:frames], skipped)
+    finally:
+        del dec.step
+    assert sum(full_graph_frames) == min(frames, k) and skipped.frames == decoded.frames == frames
+    want, got = dec.feed(codes[frames:], decoded), dec.feed(codes[frames:], skipped)
+    assert np.abs(got - want).max() <= STREAM_TOL, np.abs(got - want).max()
+    for name, t in decoded.tensors.items():  # and so is the state after them
+        assert np.abs(skipped.tensors[name] - t).max() <= 1e-4 * max(1.0, np.abs(t).max()), name
+
+
+@pytest.mark.parametrize("mode,starts", [("windowed", [0, 3, 160, 300, 312, 330]), ("exact", [0, 160])])
+def test_decode_from_a_start_frame_is_the_tail_of_the_decode(models, mode, starts):
+    """decode(codes, start=s) gives the samples of frames s.. of the whole decode (windowed: across the window
+    boundary at 300, whose 25-frame left context is skipped through too)."""
+    dec = models("cv_wide").ours.decoder
+    codes = np.random.default_rng(5).integers(0, 2048, size=(330, 16), dtype=np.int64)
+    whole = dec.decode(codes, mode)
+    for s in starts:
+        got = dec.decode(codes, mode, start=s)
+        assert got.shape == whole[s * 1920:].shape
+        assert got.size == 0 or np.abs(got - whole[s * 1920:]).max() <= STREAM_TOL, (s, np.abs(got - whole[s * 1920:]).max())
+
+
 def test_stream_same_codes_and_samples_as_generate(models):
     tts = models("cv_wide").ours
     kw = dict(speaker="ryan", language="english", seed=123, **SAMPLING)

@@ -201,7 +201,8 @@ def test_icl_cut_matches_official_at_the_rounding_edge(models, monkeypatch):
     monkeypatch.setattr(m.ref.model, "generate", lambda **kw: ([torch.zeros(gen["len"], 16, dtype=torch.long)], None))
     monkeypatch.setattr(m.ref.model.speech_tokenizer, "decode",
                         lambda items: ([ramp(it["audio_codes"].shape[0]) for it in items], 24000))
-    monkeypatch.setattr(m.ours, "decode", lambda codes, decode_mode="windowed": ramp(codes.shape[0]))
+    monkeypatch.setattr(m.ours.decoder, "decode",  # decodes from frame `start` on (the reference is skipped through)
+                        lambda codes, mode="windowed", start=0: ramp(codes.shape[0])[start * 1920:])
     extra = []
     for ref_len, gen_len in CUT_CASES:
         gen["len"] = gen_len

@@ -23,7 +23,7 @@ from . import checkpoint as ckpt_mod
 from .modules.code_predictor import CodePredictor
 from .modules.codec_embedder import CodecEmbedder
 from .modules.speaker_encoder import SpeakerEncoder
-from .modules.speech_decoder import SpeechDecoder
+from .modules.speech_decoder import SpeechDecoder, SpeechDecoderContext
 from .modules.speech_encoder import SpeechEncoder
 from .modules.talker import Talker
 from .modules.text_embedder import TextEmbedder
@@ -194,6 +194,20 @@ def export_speech_decoder(module: SpeechDecoder, spec: C.GraphSpec, out: Path, g
     return {"max_abs_vs_torch": err}
 
 
+def export_speech_decoder_context(module: SpeechDecoder, spec: C.GraphSpec, out: Path, g: torch.Generator) -> dict:
+    n_conv, n_kv = len(module.conv_state_layout()), 2 * module.attention_layout()["layers"]
+    full = _decoder_args(module, g)
+
+    def args(b: int, f: int, p: int):  # the full graph's arguments less the convolution stack's states
+        a = full(b, f, p)
+        return (a[0], a[1], a[2], *a[2 + n_conv:])
+
+    ds = ({0: AUTO, 2: AUTO}, None, {0: AUTO}, tuple({0: AUTO, 2: AUTO} for _ in range(n_kv)))
+    err = _export_checked(SpeechDecoderContext(module).eval(), spec, out, args, (2, 6, 5),
+                          ((1, 1, 0), (2, 1, 71), (1, 90, 30)), ds)
+    return {"max_abs_vs_torch": err, "stack_frames": module.stack_frames()}
+
+
 def export_speaker_encoder(sd: dict, scfg: dict, spec: C.GraphSpec, out: Path, g: torch.Generator) -> dict:
     def args(b, frames):  # log-mel values: natural log of magnitudes, roughly -11.5 (silence) .. 3
         return (torch.randn(b, frames, C.MEL_BINS, generator=g) * 2.0 - 4.0,)
@@ -282,7 +296,7 @@ def export_all(model: str | Path, out: str | Path, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     csd = ckpt.codec_state()
     decoder = SpeechDecoder(csd, ckpt.codec_config["decoder_config"]).eval()
-    layout = {"conv": decoder.conv_state_layout(), **decoder.attention_layout()}
+    layout = {"conv": decoder.conv_state_layout(), **decoder.attention_layout(), "stack_frames": decoder.stack_frames()}
     t = {**t, "speech_decoder_state": layout}
     specs = C.graph_specs({**t, "tts_model_type": ckpt.model_type})  # the graphs this model type needs
     checks = {
@@ -297,6 +311,7 @@ def export_all(model: str | Path, out: str | Path, seed: int = 0) -> dict:
                                                            specs["speaker_encoder"], out, g)
     del sd
     checks["speech_decoder"] = export_speech_decoder(decoder, specs["speech_decoder"], out, g)
+    checks["speech_decoder_context"] = export_speech_decoder_context(decoder, specs["speech_decoder_context"], out, g)
     del decoder
     if "speech_encoder" in specs:
         checks["speech_encoder"] = export_speech_encoder(csd, ckpt.codec_config["encoder_config"],

@@ -80,7 +80,8 @@ class Qwen3TTS:
         self.tokenizer = TextTokenizer(arts.root / C.TOKENIZER)
         self.generate_defaults = dict(arts.manifest.get("generation_defaults", {}))
         self._loop = FrameLoop(sessions["talker"], sessions["code_predictor"], self.cfg)
-        self.decoder = SpeechDecoder(sessions["speech_decoder"], self.cfg["speech_decoder_state"])
+        self.decoder = SpeechDecoder(sessions["speech_decoder"], self.cfg["speech_decoder_state"],
+                                     sessions["speech_decoder_context"])
 
     # ------------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -425,10 +426,13 @@ class Qwen3TTS:
         if not prompt.icl_mode:
             return self.decode(codes, decode_mode)
         full = np.concatenate([prompt.ref_codes, codes.reshape(-1, C.NUM_CODE_GROUPS)], axis=0)
-        wav = self.decode(full, decode_mode)
         ref_len, total_len = int(prompt.ref_codes.shape[0]), int(full.shape[0])
-        cut = int(ref_len / max(total_len, 1) * wav.shape[0])
-        return wav[cut:]
+        cut = int(ref_len / max(total_len, 1) * (total_len * C.SAMPLES_PER_FRAME))  # on the whole decode's length
+        # The reference's samples are only skipped through (SpeechDecoder.skip), but for its last frame: the
+        # official cut can fall one sample short of the reference's end.
+        start = min(max(ref_len - 1, 0), cut // C.SAMPLES_PER_FRAME)
+        wav = self.decoder.decode(full, decode_mode, start=start)
+        return wav[cut - start * C.SAMPLES_PER_FRAME:]
 
     def generate_voice_clone(self, text, language=None, ref_audio=None, ref_text=None,
                              x_vector_only_mode: bool | list = False, voice_clone_prompt=None,

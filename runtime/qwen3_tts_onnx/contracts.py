@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-FORMAT_VERSION = 3  # 2: the speech decoder carries its streaming state; 3: next_embed is [batch, 1, hidden]
+FORMAT_VERSION = 4  # 2: the speech decoder carries its streaming state; 3: next_embed is [batch, 1, hidden];
+                    # 4: speech_decoder_context (frames whose samples are not needed skip the convolution stack)
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 
@@ -131,6 +132,7 @@ def speech_decoder_spec(layout: dict) -> GraphSpec:
     layout (manifest config "speech_decoder_state", written by the export from the decoder module):
       conv: [[channels, context], ...]  each causal conv's last `context` inputs, in call order
       layers, heads, head_dim, window:  the transformer's rotated keys/values of the last window - 1 positions
+      stack_frames: frames after which the convolution stack's output no longer depends on its incoming state
     """
     inputs = [TensorSpec("codes", "int64", ("batch", NUM_CODE_GROUPS, "frames")), TensorSpec("offset", "int64", ())]
     outputs = [TensorSpec("waveform", "float32", ("batch", "samples"))]
@@ -143,6 +145,18 @@ def speech_decoder_spec(layout: dict) -> GraphSpec:
         inputs.append(TensorSpec(name, "float32", tuple(shape_in)))
         outputs.append(TensorSpec("new_" + name, "float32", tuple(shape_out)))
     return GraphSpec("speech_decoder", "speech_decoder.onnx", tuple(inputs), tuple(outputs))
+
+
+def speech_decoder_context_spec(layout: dict) -> GraphSpec:
+    """The speech decoder's front alone (codebooks, pre_conv, transformer): advances a stream's pre_conv state
+    (conv_state.0) and attention keys/values over frames whose samples are not needed; the convolution stack's
+    states are left as they were, and decoding the last layout["stack_frames"] of those frames through
+    speech_decoder (samples dropped) makes them exact again (see decode.py)."""
+    names = ["conv_state.0"] + [n for n in decoder_state_names(layout) if not n.startswith("conv_state.")]
+    full = {t.name: t for t in speech_decoder_spec(layout).inputs + speech_decoder_spec(layout).outputs}
+    inputs = [full["codes"], full["offset"]] + [full[n] for n in names]
+    outputs = [full["new_" + n] for n in names]
+    return GraphSpec("speech_decoder_context", "speech_decoder_context.onnx", tuple(inputs), tuple(outputs))
 
 
 def speaker_encoder_spec(hidden: int) -> GraphSpec:
@@ -179,7 +193,8 @@ def graph_specs(cfg: dict) -> dict:
     h = cfg["hidden_size"]
     specs = [text_embedder_spec(h),
              talker_spec(h, cfg["num_hidden_layers"], cfg["num_key_value_heads"], cfg["head_dim"]),
-             code_predictor_spec(h), speech_decoder_spec(cfg["speech_decoder_state"])]
+             code_predictor_spec(h), speech_decoder_spec(cfg["speech_decoder_state"]),
+             speech_decoder_context_spec(cfg["speech_decoder_state"])]
     if cfg["tts_model_type"] == "base":
         specs += [speaker_encoder_spec(h), speech_encoder_spec(), codec_embedder_spec(h)]
     return {s.name: s for s in specs}

@@ -16,6 +16,18 @@ Both run the graph on at most STEP_FRAMES frames per call, carrying the state be
 stream): a call's activations grow with its length (the last stage holds 96 channels x 1920 samples per frame, and
 ONNX Runtime's arena keeps the largest call's buffers for the session's life), so long calls cost gigabytes of
 resident memory for no gain in speed. The samples equal one call's to float32 rounding (the streaming tests).
+
+Frames whose samples nobody needs (an ICL reference in front of the generated codes, a window's left context, the
+reference that warms a streaming clone) only have to move the state along. `skip` does that cheaply:
+
+    frames to skip:  [ ......................... n - k | n - k ..... n )     k = layout["stack_frames"]
+                       speech_decoder_context:            speech_decoder, samples dropped:
+                       codebooks, pre_conv, transformer   the convolution stack re-derives its
+                       (its keys/values and pre_conv      state exactly, since after k frames its
+                       state exact; the stack untouched)  output no longer depends on where it began
+
+The convolution stack is nearly all of the decoder's work, so a long reference costs about what stack_frames frames
+cost (measurements in BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -30,6 +42,7 @@ from .errors import InputError
 
 DECODE_MODES = ("windowed", "exact")
 STEP_FRAMES = 25  # frames per decoder call (see the module docstring)
+CONTEXT_STEP_FRAMES = 300  # frames per speech_decoder_context call (no convolution stack: small activations)
 
 
 def check_mode(mode: str) -> str:
@@ -88,10 +101,11 @@ class SpeechDecoder:
 
     WARM_CACHE = 8  # voices whose warmed state is kept (about 5 MB each at full size)
 
-    def __init__(self, session, layout: dict):
-        self.session, self.layout = session, layout
+    def __init__(self, session, layout: dict, context_session=None):
+        self.session, self.layout, self.context_session = session, layout, context_session
         self._state_names = C.decoder_state_names(layout)
         self._outputs = ["waveform"] + ["new_" + n for n in self._state_names]
+        self._context_names = C.speech_decoder_context_spec(layout).input_names[2:]
         self._warm: OrderedDict = OrderedDict()
         self._warm_lock = threading.Lock()
 
@@ -114,10 +128,28 @@ class SpeechDecoder:
         pieces = [self.step(codes[i:i + STEP_FRAMES], state) for i in range(0, codes.shape[0], STEP_FRAMES)]
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
+    def skip(self, codes: np.ndarray, state: DecoderState) -> None:
+        """Advance `state` over `codes` without their samples (see the module docstring): the context graph over all
+        but the last stack_frames, then those through the full graph. The state equals feed()'s to float32
+        rounding."""
+        n, k = codes.shape[0], self.layout["stack_frames"]
+        if self.context_session is None or n <= k:
+            self.feed(codes, state)
+            return
+        for i in range(0, n - k, CONTEXT_STEP_FRAMES):
+            part = codes[i:min(i + CONTEXT_STEP_FRAMES, n - k)]
+            out = self.context_session.run(["new_" + name for name in self._context_names],
+                                           {"codes": np.ascontiguousarray(part.T[None]),
+                                            "offset": np.array(state.frames, dtype=np.int64),
+                                            **{name: state.tensors[name] for name in self._context_names}})
+            state.tensors = {**state.tensors, **dict(zip(self._context_names, out))}
+            state.frames += part.shape[0]
+        self.feed(codes[n - k:], state)
+
     def warmed(self, codes: np.ndarray) -> DecoderState:
-        """A fresh state that has decoded `codes` (an ICL reference, whose samples nobody needs): the state is
+        """A fresh state moved over `codes` (an ICL reference, whose samples nobody needs) by `skip`: the state is
         computed once per distinct reference and then copied, so a voice reused across calls (a saved voice
-        prompt, a server voice) pays the reference's decode only on first use."""
+        prompt, a server voice) pays even that only on first use."""
         codes = check_codes(codes)
         key = hashlib.sha1(codes.tobytes()).hexdigest()
         with self._warm_lock:
@@ -126,21 +158,34 @@ class SpeechDecoder:
                 self._warm.move_to_end(key)
                 return hit.copy()
         state = self.new_state()
-        self.feed(codes, state)
+        self.skip(codes, state)
         with self._warm_lock:
             self._warm[key] = state.copy()
             while len(self._warm) > self.WARM_CACHE:
                 self._warm.popitem(last=False)
         return state
 
-    def decode(self, codes, mode: str = "windowed") -> np.ndarray:
-        """codes [F, 16] -> float32 waveform [F * 1920] in the chosen mode (see the module docstring)."""
+    def forget_warmed(self) -> None:
+        """Drop the kept warmed states (the next stream of each voice warms up again)."""
+        with self._warm_lock:
+            self._warm.clear()
+
+    def decode(self, codes, mode: str = "windowed", start: int = 0) -> np.ndarray:
+        """codes [F, 16] -> float32 waveform [(F - start) * 1920] in the chosen mode (see the module docstring):
+        the samples of frames start.. of the whole decode, with the frames before `start` only skipped through."""
         check_mode(mode)
         codes = check_codes(codes)
+        start = min(max(int(start), 0), codes.shape[0])
         if mode == "exact":
-            return self.feed(codes, self.new_state()).astype(np.float32, copy=False)
+            state = self.new_state()
+            self.skip(codes[:start], state)
+            return self.feed(codes[start:], state).astype(np.float32, copy=False)
         pieces = []
         for first, keep, end in windows(codes.shape[0]):
-            wav = self.feed(codes[first:end], self.new_state())
-            pieces.append(wav[(keep - first) * C.SAMPLES_PER_FRAME:])
+            if end <= start:
+                continue  # each window is a fresh stream: one wholly before `start` is not needed at all
+            keep = max(keep, start)
+            state = self.new_state()
+            self.skip(codes[first:keep], state)
+            pieces.append(self.feed(codes[keep:end], state))
         return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, np.float32)

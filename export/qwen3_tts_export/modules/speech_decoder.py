@@ -199,29 +199,68 @@ class SpeechDecoder(nn.Module):
         layer = self.layers[0]
         return {"layers": len(self.layers), "heads": layer.h, "head_dim": layer.d, "window": self.window}
 
-    def forward(self, codes, offset, *state):
-        """codes [B, 16, T]; offset: the position of the first of these frames (0 for a fresh decode); state: the
-        conv states (conv_state_layout order), then each layer's past keys and values. Returns the waveform
-        [B, T * 1920] and the next state in the same order."""
-        n_conv = len(state) - 2 * len(self.layers)
-        convs = StreamState(state[:n_conv])
+    def stack_frames(self) -> int:
+        """Frames after which the convolution stack (everything after the transformer) no longer depends on its
+        incoming state: the sum of its convs' contexts, each in frames at the rate it runs at, rounded up, plus
+        one. Decoding that many frames from any stack state therefore leaves the exact stack state."""
+        rate, frames = 1, 0.0
+        for m in list(self.upsample) + list(self.blocks):
+            for c in m.modules():
+                if isinstance(c, (CausalConv, CausalTransConv)):
+                    frames += c.context / rate
+            if isinstance(m, CausalTransConv):
+                rate *= m.stride
+        return int(-(-frames // 1)) + 1
+
+    def front(self, codes, offset, pre_conv_state, kv_state):
+        """Codebooks, pre_conv and the transformer over the new frames: features [B, T, 512] (before the final
+        norm), pre_conv's next state, and each layer's kept keys/values."""
+        convs = StreamState([pre_conv_state])
         x = self.quantizer_decode(codes).transpose(1, 2)
         x = conv_step(self.pre_conv, x, convs).transpose(1, 2)
         x = self.input_proj(x)
-        t, p = x.shape[1], state[n_conv].shape[2]
+        t, p = x.shape[1], kv_state[0].shape[2]
         pos = offset + torch.arange(t, device=x.device)
         cos, sin = rope_cos_sin(pos.unsqueeze(0), self.inv_freq)
         diff = torch.arange(t, device=x.device).unsqueeze(1) + p - torch.arange(p + t, device=x.device).unsqueeze(0)
         mask = ((diff >= 0) & (diff < self.window)).reshape(1, 1, t, p + t)
         kv = []
         for i, layer in enumerate(self.layers):
-            x, k, v = layer(x, cos, sin, mask, state[n_conv + 2 * i], state[n_conv + 2 * i + 1])
+            x, k, v = layer(x, cos, sin, mask, kv_state[2 * i], kv_state[2 * i + 1])
             kv += [k[:, :, k.shape[2] - min(k.shape[2], self.window - 1):],
                    v[:, :, v.shape[2] - min(v.shape[2], self.window - 1):]]
+        return x, convs.outgoing[0], kv
+
+    def forward(self, codes, offset, *state):
+        """codes [B, 16, T]; offset: the position of the first of these frames (0 for a fresh decode); state: the
+        conv states (conv_state_layout order), then each layer's past keys and values. Returns the waveform
+        [B, T * 1920] and the next state in the same order."""
+        n_conv = len(state) - 2 * len(self.layers)
+        x, pre_conv_state, kv = self.front(codes, offset, state[0], state[n_conv:])
+        convs = StreamState(state[1:n_conv])
         x = self.output_proj(rms_norm(x, self.norm, self.eps)).transpose(1, 2)
         for m in self.upsample:
             x = m(x, convs)
         for m in self.blocks:
             x = conv_step(m, x, convs) if isinstance(m, CausalConv) else m(x, convs)
         convs.check_used()
-        return (x.squeeze(1).clamp(-1.0, 1.0), *convs.outgoing, *kv)
+        return (x.squeeze(1).clamp(-1.0, 1.0), pre_conv_state, *convs.outgoing, *kv)
+
+
+class SpeechDecoderContext(nn.Module):
+    """The decoder's front alone (codebooks, pre_conv, transformer): it advances a stream over frames whose samples
+    nobody needs (an ICL reference, a window's left context) at a fraction of the cost, leaving the convolution
+    stack's states as they were. The runtime then decodes the last `stack_frames()` of those frames through the
+    full graph, discarding their samples: that re-derives the stack's states exactly (SpeechDecoder.stack_frames).
+
+    codes [B,16,T], offset, conv_state.0 (pre_conv), attn_key.l/attn_value.l
+        ─► new_conv_state.0, new_attn_key.l/new_attn_value.l     (no waveform, no conv stack)
+    """
+
+    def __init__(self, decoder: SpeechDecoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, codes, offset, pre_conv_state, *kv_state):
+        _, pre_conv_state, kv = self.decoder.front(codes, offset, pre_conv_state, kv_state)
+        return (pre_conv_state, *kv)
