@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -440,7 +441,7 @@ def main(argv=None) -> int:
     results = [run_model(size, a, bandwidth) for size in a.sizes]
     if a.base if a.base is not None else not a.quick:
         results.append(run_clone(a, bandwidth))
-    command = "scripts/bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "scripts/bench.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     md = table(results, machine, command.strip())
     print(md)
     if a.json:
