@@ -24,6 +24,7 @@ exactly --frames frames), exports fp32 once and each quantized variant from it (
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -124,7 +125,11 @@ class Ours:
 
     def done(self, v: str) -> None:
         if not self.keep:
-            del self._loaded[v]
+            self.release(v)
+
+    def release(self, v: str) -> None:
+        self._loaded.pop(v, None)
+        gc.collect()
 
 
 def weight_bytes_per_frame(art: Path) -> dict:
@@ -235,7 +240,8 @@ def run_model(size: str, a, bandwidth: float) -> dict:
     rss0 = _rss_mb()
     ref = qwen_tts().Qwen3TTSModel.from_pretrained(str(ckpt))
     rss_official = _rss_mb() - rss0
-    ours = Ours(arts, a.threads, keep=not (a.load_per_round or size == "1b7"))
+    phased = a.phased or size == "1b7"
+    ours = Ours(arts, a.threads, keep=phased or not a.load_per_round)
     stats, loaded = ours.stats, ours.rss_added
     ids = ref._tokenize_texts([ref._build_assistant_text(TEXT)])
 
@@ -250,8 +256,8 @@ def run_model(size: str, a, bandwidth: float) -> dict:
         for k in ("loop", "decoder", "talker_step", "predictor_frame", "stream_first_audio", "stream_total",
                   "nonstream_total"):
             times[f"{v}_{k}"] = []
-    codes = None
-    for rep in range(a.repeats):
+
+    def official_round():
         t = time.perf_counter()
         codes = official_loop()
         times["official_loop"].append(time.perf_counter() - t)
@@ -261,15 +267,32 @@ def run_model(size: str, a, bandwidth: float) -> dict:
         with torch.no_grad():
             ref.model.speech_tokenizer.decode([{"audio_codes": torch.from_numpy(codes)}])
         times["official_decoder"].append((time.perf_counter() - t) / n)
+
+    def our_round(v, warm_up):
+        tts = ours.get(v)
+        rows = tts._custom_voice_rows(TEXT, "ryan", "english", None, True)
+        time_ours(v, tts, rows, tts.decode, lambda: tts.stream_custom_voice(
+            TEXT, speaker="ryan", language="english", max_new_tokens=n + 1, **greedy), stats[v], times, a, n, warm_up)
+
+    if phased:  # one model resident at a time: the official rounds, then each variant's rounds (see --phased)
+        for rep in range(a.repeats):
+            official_round()
+            _log(f"{size} official round {rep + 1}/{a.repeats}: loop {times['official_loop'][-1]:.1f} s")
+        del ref
+        gc.collect()
         for v in a.variants:
-            tts = ours.get(v)
-            rows = tts._custom_voice_rows(TEXT, "ryan", "english", None, True)
-            time_ours(v, tts, rows, tts.decode, lambda: tts.stream_custom_voice(
-                TEXT, speaker="ryan", language="english", max_new_tokens=n + 1, **greedy), stats[v], times, a, n,
-                not ours.keep)
-            ours.done(v)
-        _log(f"{size} round {rep + 1}/{a.repeats}: official loop {times['official_loop'][-1]:.1f} s, "
-             + ", ".join(f"{v} {times[f'{v}_loop'][-1]:.1f} s" for v in a.variants))
+            for rep in range(a.repeats):
+                our_round(v, warm_up=rep == 0)
+                _log(f"{size} {v} round {rep + 1}/{a.repeats}: loop {times[f'{v}_loop'][-1]:.1f} s")
+            ours.release(v)
+    else:
+        for rep in range(a.repeats):
+            official_round()
+            for v in a.variants:
+                our_round(v, warm_up=not ours.keep)
+                ours.done(v)
+            _log(f"{size} round {rep + 1}/{a.repeats}: official loop {times['official_loop'][-1]:.1f} s, "
+                 + ", ".join(f"{v} {times[f'{v}_loop'][-1]:.1f} s" for v in a.variants))
     return summarize(size, "CustomVoice", n, a, times, arts, rss_official, loaded, bandwidth)
 
 
@@ -374,7 +397,8 @@ def run_clone(a, bandwidth: float) -> dict:
 
 
 def table(results: list, machine: str, command: str) -> str:
-    lines = [f"Machine: {machine}. Command: `{command}`. Medians of alternating runs; loop = prompt prefill + "
+    lines = [f"Machine: {machine}. Command: `{command}`. Medians per side of runs that alternate between the sides "
+             "(phased for 1.7B and with --phased: all official runs, then each variant's); loop = prompt prefill + "
              "frames, greedy; RTF = wall time / audio time (lower is better).", "",
              "| model | side | loop s/frame | loop RTF | vs official | talker step | predictor frame | decoder s/frame "
              "| decoder vs official | e2e RTF | streaming first audio | streaming e2e RTF | floor s/frame "
@@ -422,6 +446,10 @@ def main(argv=None) -> int:
     p.add_argument("--load-per-round", action="store_true",
                    help="load each of our variants for its turn only, with one short untimed warm-up run after "
                         "loading (less memory; default for 1b7)")
+    p.add_argument("--phased", action="store_true",
+                   help="one model resident at a time: all official rounds first, then each variant's rounds (its "
+                        "first with an untimed warm-up), instead of alternating; for machines whose memory cannot "
+                        "hold both sides (default for 1b7: on 24 GiB the two fp32 1.7B models page)")
     p.add_argument("--frames", type=int, default=None, help="frames per run (default 100; --quick: 12)")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--repeats", type=int, default=3)
