@@ -153,7 +153,8 @@ def speech_decoder_context_spec(layout: dict) -> GraphSpec:
     states are left as they were, and decoding the last layout["stack_frames"] of those frames through
     speech_decoder (samples dropped) makes them exact again (see decode.py)."""
     names = ["conv_state.0"] + [n for n in decoder_state_names(layout) if not n.startswith("conv_state.")]
-    full = {t.name: t for t in speech_decoder_spec(layout).inputs + speech_decoder_spec(layout).outputs}
+    decoder = speech_decoder_spec(layout)
+    full = {t.name: t for t in decoder.inputs + decoder.outputs}
     inputs = [full["codes"], full["offset"]] + [full[n] for n in names]
     outputs = [full["new_" + n] for n in names]
     return GraphSpec("speech_decoder_context", "speech_decoder_context.onnx", tuple(inputs), tuple(outputs))

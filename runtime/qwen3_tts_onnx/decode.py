@@ -105,7 +105,8 @@ class SpeechDecoder:
         self.session, self.layout, self.context_session = session, layout, context_session
         self._state_names = C.decoder_state_names(layout)
         self._outputs = ["waveform"] + ["new_" + n for n in self._state_names]
-        self._context_names = C.speech_decoder_context_spec(layout).input_names[2:]
+        context = C.speech_decoder_context_spec(layout)
+        self._context_names, self._context_outputs = context.input_names[2:], context.output_names
         self._warm: OrderedDict = OrderedDict()
         self._warm_lock = threading.Lock()
 
@@ -138,7 +139,7 @@ class SpeechDecoder:
             return
         for i in range(0, n - k, CONTEXT_STEP_FRAMES):
             part = codes[i:min(i + CONTEXT_STEP_FRAMES, n - k)]
-            out = self.context_session.run(["new_" + name for name in self._context_names],
+            out = self.context_session.run(self._context_outputs,
                                            {"codes": np.ascontiguousarray(part.T[None]),
                                             "offset": np.array(state.frames, dtype=np.int64),
                                             **{name: state.tensors[name] for name in self._context_names}})

@@ -17,6 +17,8 @@ A zero state with offset 0 is a fresh decode, which is how the official windowed
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -210,7 +212,7 @@ class SpeechDecoder(nn.Module):
                     frames += c.context / rate
             if isinstance(m, CausalTransConv):
                 rate *= m.stride
-        return int(-(-frames // 1)) + 1
+        return math.ceil(frames) + 1
 
     def front(self, codes, offset, pre_conv_state, kv_state):
         """Codebooks, pre_conv and the transformer over the new frames: features [B, T, 512] (before the final
