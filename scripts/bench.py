@@ -166,7 +166,7 @@ def dir_bytes(path: Path) -> int:
 
 
 def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -> tuple[Path, dict]:
-    from qwen3_tts_export.export import export_all
+    from qwen3_tts_export.export import GRAPH_REVISION, export_all
     from qwen3_tts_export.precision import make_variant
     from qwen3_tts_export.random_checkpoint import build
     from qwen3_tts_onnx import contracts as C
@@ -177,11 +177,12 @@ def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -
         _log(f"building a random {size} {kind} checkpoint (EOS logit zeroed)")
         build(ckpt, kind=kind, size=size, eos_scale=0.0)
 
-    def fresh(d: Path) -> bool:
+    def fresh(d: Path) -> bool:  # same contract and same graph insides as this code would export
         try:
-            return json.loads((d / C.MANIFEST).read_text())["format_version"] == C.FORMAT_VERSION
-        except (OSError, ValueError, KeyError):
+            m = json.loads((d / C.MANIFEST).read_text())
+        except (OSError, ValueError):
             return False
+        return m.get("format_version") == C.FORMAT_VERSION and m.get("graph_revision", 1) == GRAPH_REVISION
 
     arts = {"fp32": root / "fp32"}
     if not fresh(arts["fp32"]):

@@ -29,6 +29,10 @@ from .modules.talker import Talker
 from .modules.text_embedder import TextEmbedder
 
 ATOL = 1e-4
+# Bumped when a graph's insides change but its contract (FORMAT_VERSION) does not: older exports still run, only
+# slower, and `scripts/bench.py` re-exports the ones it caches. 2: the speech decoder's transposed convolutions in
+# polyphase form.
+GRAPH_REVISION = 2
 TWO_GB = 2 * 1024**3
 AUTO = torch.export.Dim.AUTO
 
@@ -271,6 +275,7 @@ def write_manifest(ckpt: ckpt_mod.Checkpoint, t: dict, out: Path, specs: list, c
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != C.MANIFEST)
     manifest = {
         "format_version": C.FORMAT_VERSION,
+        "graph_revision": GRAPH_REVISION,
         "model": {"type": ckpt.model_type, "size": ckpt.model_size, "source": str(ckpt.path)},
         "config": config,
         "generation_defaults": ckpt.generation_config,

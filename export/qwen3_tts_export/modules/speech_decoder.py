@@ -3,6 +3,7 @@
     codes [B,16,T] ─► RVQ decode (group 0: rvq_first; 1..15: rvq_rest) ─► pre_conv (causal k3) ─► input_proj
       ─► 8 transformer layers (sliding window 72, RoPE θ 1e4, LayerScale) ─► norm ─► output_proj
       ─► 2 × [ConvTranspose k2 s2 ─► ConvNeXt] ─► conv k7 ─► 4 × [SnakeBeta ─► ConvTranspose ×r ─► 3 residual units]
+      (each ConvTranspose computed as a polyphase Conv: see CausalTransConv)
       ─► SnakeBeta ─► conv k7 ─► clamp(-1, 1) ─► waveform [B, T*1920]
 
 All convolutions are causal (left padding only); transposed convolutions trim k - s samples on the right. So the
@@ -28,27 +29,40 @@ from .common import (CausalConv, Linear, codebook, frozen, multi_head_attention,
 
 
 class CausalTransConv(nn.Module):
+    """A causal ConvTranspose1d (kernel k, stride s, the k - s samples that wait for the next input trimmed on the
+    right), computed as an ordinary convolution in polyphase form, because ONNX Runtime's CPU ConvTranspose (a GEMM
+    into columns, then col2im) ran at 30-60 GFLOP/s where its Conv runs at about 200:
+
+        x [B, Cin, L] ─► Conv (kernel m = ceil(k / s) taps, Cout·s outputs) ─► [B, Cout·s, L]
+                      ─► view [B, Cout, s, L] ─► transpose ─► [B, Cout, L·s]   (phase p of input t -> sample t·s + p)
+
+    Output sample t·s + p is Σ_j W[:, :, j·s + p]ᵀ x[t - j] for j < m: phase p's taps of the transposed kernel,
+    reversed in time (a conv correlates, a transposed conv convolves). The kernel is zero-padded to m·s taps."""
+
     def __init__(self, sd: dict, prefix: str, stride: int):
         super().__init__()
-        self.weight = frozen(sd[prefix + "weight"])
-        self.bias = frozen(sd[prefix + "bias"])
-        self.stride = stride
-        self.trim = self.weight.shape[-1] - stride
+        w = sd[prefix + "weight"]  # [Cin, Cout, k]
+        cin, cout, k = w.shape
+        m = -(-k // stride)
+        w = F.pad(w, (0, m * stride - k)).reshape(cin, cout, m, stride)  # [c, o, j, p]
+        self.weight = frozen(w.permute(1, 3, 0, 2).flip(-1).reshape(cout * stride, cin, m))  # [(o, p), c, m-1-j]
+        self.bias = frozen(sd[prefix + "bias"].repeat_interleave(stride))
+        self.in_channels, self.stride, self.taps = cin, stride, m
 
     @property
     def context(self) -> int:
         """Inputs of the past whose kernel overlaps this call's outputs: ceil(k / s) - 1."""
-        return -(-self.weight.shape[-1] // self.stride) - 1
+        return self.taps - 1
 
     def forward(self, x, state: "StreamState"):
-        """Outputs [stride * L] for the L new inputs: the full transposed conv over (past inputs, x) minus the past
-        inputs' own outputs on the left and the k - s samples that wait for the next input on the right."""
+        """Outputs [stride * L] for the L new inputs; the state holds the last `context` inputs."""
         c = self.context
         if c:
             x = torch.cat((state.take(), x), dim=-1)
             state.give(x[..., x.shape[-1] - c:])
-        y = F.conv_transpose1d(x, self.weight, self.bias, stride=self.stride)
-        return y[..., c * self.stride: x.shape[-1] * self.stride]
+        y = F.conv1d(x, self.weight, self.bias)
+        b, _, length = y.shape
+        return y.view(b, -1, self.stride, length).transpose(2, 3).reshape(b, -1, length * self.stride)
 
 
 class SnakeBeta(nn.Module):
@@ -60,7 +74,8 @@ class SnakeBeta(nn.Module):
         self.inv_beta = nn.Parameter((1.0 / (sd[prefix + "beta"].exp() + 1e-9)).reshape(1, -1, 1), requires_grad=False)
 
     def forward(self, x, state=None):
-        return x + self.inv_beta * torch.sin(x * self.alpha).pow(2)
+        s = torch.sin(x * self.alpha)
+        return x + self.inv_beta * (s * s)  # a Mul: ONNX Runtime's Pow is slower for the same square
 
 
 class ResidualUnit(nn.Module):
@@ -194,7 +209,7 @@ class SpeechDecoder(nn.Module):
             if isinstance(m, CausalConv) and m.context:
                 out.append([m.weight.shape[1] * m.groups, m.context])
             elif isinstance(m, CausalTransConv) and m.context:
-                out.append([m.weight.shape[0], m.context])
+                out.append([m.in_channels, m.context])
         return out
 
     def attention_layout(self) -> dict:
