@@ -13,9 +13,11 @@ def _session(m, name):
     return ort.InferenceSession(str(m.art / f"{name}.onnx"), providers=["CPUExecutionProvider"])
 
 
-def _past(cfg, b=1):
-    z = np.zeros((b, cfg["num_key_value_heads"], 0, cfg["head_dim"]), np.float32)
-    return {f"past_key_values.{i}.{k}": z for i in range(cfg["num_hidden_layers"]) for k in ("key", "value")}
+def _past(cfg, b=1, capacity=16):
+    """Empty KV cache buffers with room for `capacity` positions."""
+    shape = (b, cfg["num_key_value_heads"], capacity, cfg["head_dim"])
+    return {f"past_key_values.{i}.{k}": np.zeros(shape, np.float32)
+            for i in range(cfg["num_hidden_layers"]) for k in ("key", "value")}
 
 
 @pytest.mark.parametrize("name", ["cv_wide", "cv_equal"])
@@ -34,10 +36,11 @@ def test_talker_prefill_and_decode_step(models, name):
                           "position_ids": np.arange(12)[None], **_past(cfg)})
     assert np.abs(got[0] - want_logits).max() <= TOL
     assert np.abs(got[1] - want_hidden).max() <= TOL
-    # prefill 11, then one cached decode step
+    # prefill 11, then one cached decode step on the buffers the prefill returned (positions 0..10 written)
     first = sess.run(None, {"inputs_embeds": x[:, :11].numpy(), "attention_mask": np.ones((1, 11), np.int64),
                             "position_ids": np.arange(11)[None], **_past(cfg)})
     past = {n.replace("present", "past_key_values"): v for n, v in zip(names[2:], first[2:])}
+    assert all(v.shape[2] == 16 and not v[:, :, 11:].any() and v[:, :, :11].any() for v in past.values())
     step = sess.run(None, {"inputs_embeds": x[:, 11:].numpy(), "attention_mask": np.ones((1, 12), np.int64),
                            "position_ids": np.array([[11]]), **past})
     assert np.abs(step[0] - want_logits).max() <= TOL

@@ -75,6 +75,30 @@ def test_batch_of_three_equals_one_by_one(models, nsm):
     _assert_same(official_codes(m.ref, texts, langs, speakers, non_streaming_mode=nsm), batch)
 
 
+def test_kv_cache_growth_keeps_the_codes(models, monkeypatch):
+    """A KV cache that starts with room for 3 frames, and so moves to larger buffers on the way, gives the same
+    codes (a batch: left padding included)."""
+    from qwen3_tts_onnx import generate
+
+    m = models("cv_wide")
+    rows = m.ours._custom_voice_rows(["Short.", "A somewhat longer sentence."], ["ryan", "vivian"],
+                                     ["english", "auto"], None, True)
+    want = _ours(m, rows)
+    grown = []
+    real = generate.KVCache.reserve
+
+    def reserve(self, total):
+        before = self.capacity
+        real(self, total)
+        if self.capacity != before:
+            grown.append(self.capacity)
+
+    monkeypatch.setattr(generate, "KV_HEADROOM", 3)
+    monkeypatch.setattr(generate.KVCache, "reserve", reserve)
+    _assert_same(want, _ours(m, rows))
+    assert len(grown) >= 2, grown  # the first allocation, then at least one move
+
+
 def test_waveform_matches_official_generate(models):
     m = models("cv_wide")
     kw = dict(max_new_tokens=40, **GREEDY)

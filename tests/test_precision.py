@@ -107,8 +107,10 @@ def test_quantized_talker_teacher_forced(models, fp32_trajectory, variant, name,
     names = [o.name for o in ref.get_outputs()]
     want, got = [], []
     past_ref = past_q = None
+    kv_dtype = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in q.get_inputs()}
     for feeds in talker_log:
-        fr, fq = dict(feeds), dict(feeds)
+        fr = dict(feeds)
+        fq = {n: v.astype(kv_dtype[n]) if n.startswith("past_") else v for n, v in feeds.items()}  # fp16: fp16 cache
         if past_ref is not None:  # each side continues from its own cache; the new inputs are the fp32 run's
             fr.update(past_ref)
             fq.update(past_q)

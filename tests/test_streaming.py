@@ -158,8 +158,8 @@ def test_first_chunk_before_next_frames_and_close_stops(models, monkeypatch):
     real_cache = generate.KVCache
 
     class TrackedCache(real_cache):
-        def __init__(self, *a):
-            super().__init__(*a)
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
             caches.add(self)
 
     monkeypatch.setattr(generate, "KVCache", TrackedCache)

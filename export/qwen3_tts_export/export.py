@@ -20,6 +20,7 @@ from qwen3_tts_onnx import contracts as C
 from qwen3_tts_onnx.artifacts import sha256_file
 
 from . import checkpoint as ckpt_mod
+from .modules import gqa
 from .modules.code_predictor import CodePredictor
 from .modules.codec_embedder import CodecEmbedder
 from .modules.speaker_encoder import SpeakerEncoder
@@ -53,7 +54,8 @@ def _export_graph(module, args, dynamic_shapes, spec: C.GraphSpec, out: Path) ->
     t0 = time.time()
     with torch.no_grad():
         program = torch.onnx.export(module, args, None, input_names=spec.input_names, output_names=spec.output_names,
-                                    dynamic_shapes=dynamic_shapes, dynamo=True, optimize=True, verbose=False)
+                                    dynamic_shapes=dynamic_shapes, dynamo=True, optimize=True, verbose=False,
+                                    custom_translation_table=gqa.translation_table())
     _apply_contract(program.model, spec)
     path = out / spec.file
     for stale in (path, path.with_name(path.name + ".data")):
@@ -135,7 +137,11 @@ def _talker_args(t: dict, g: torch.Generator):
         mask = torch.ones(b, p + s, dtype=torch.int64)
         mask[0, :1] = 0  # one left-padded row
         pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
-        past = tuple(torch.randn(b, kv, p, d, generator=g) for _ in range(2 * t["num_hidden_layers"]))
+        # cache buffers with room to spare: the past in front, zeros after it (ONNX Runtime leaves the positions
+        # past P + S as it found them, torch's reference copies them: both must read zeros there)
+        past = [torch.zeros(b, kv, p + s + 3, d) for _ in range(2 * t["num_hidden_layers"])]
+        for buf in past:
+            buf[:, :, :p] = torch.randn(b, kv, p, d, generator=g)
         return (torch.randn(b, s, h, generator=g), mask, pos, *past)
 
     return args

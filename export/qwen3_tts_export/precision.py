@@ -38,6 +38,7 @@ ACCURACY_LEVEL = 4  # MatMulNBits computes with int8 activations (AVX-512 VNNI /
 KEEP_FP32 = ("codec_head", "heads.")  # output heads: weights whose MatMul stays fp32
 # fp16 only: weights whose MatMul stays fp32 because its activations overflow fp16, per (graph, model size)
 FP16_OVERFLOW = {("code_predictor", "0b6"): ("down_proj",)}
+KV_IO_PREFIXES = ("past_key_values.", "present.")  # the talker's KV cache: fp16 in the fp16 variant
 
 
 def _log(msg: str) -> None:
@@ -82,16 +83,19 @@ def quantize_graph(src: Path, dst: Path, bits: int) -> dict:
 
 def fp16_graph(src: Path, dst: Path, keep: tuple) -> dict:
     """fp16: every MatMul on a constant weight whose weight name contains none of `keep` runs in fp16 (weight
-    stored fp16, input cast to fp16, output cast back); every other node stays fp32 (ONNX Runtime's converter
+    stored fp16, input cast to fp16, output cast back), and so does the talker's GroupQueryAttention, with its KV
+    cache inputs/outputs in fp16 (ONNX Runtime's CUDA GroupQueryAttention is fp16/bf16 only; an fp32 one would
+    run on the CPU, the cache copied across every step). Every other node stays fp32 (ONNX Runtime's converter
     with all other nodes on its block list)."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(src))
     converted, kept = _weight_matmuls(model, keep)
-    chosen = set(converted)
+    chosen = set(converted) | {n.name for n in model.graph.node if n.op_type == "GroupQueryAttention"}
     block = [n.name for n in model.graph.node if n.name not in chosen]
-    model = convert_float_to_float16(model, keep_io_types=True, node_block_list=block, op_block_list=[])
+    fp32_io = [v.name for v in (*model.graph.input, *model.graph.output) if not v.name.startswith(KV_IO_PREFIXES)]
+    model = convert_float_to_float16(model, keep_io_types=fp32_io, node_block_list=block, op_block_list=[])
     _save(model, dst)
     return {"matmuls_fp16": len(converted), "matmuls_kept_fp32": len(kept), "kept_fp32": list(keep)}
 
@@ -132,6 +136,9 @@ def make_variant(src: str | Path, out: str | Path, precision: str) -> dict:
                  f"{checks[g]['matmuls_kept_fp32']} output heads kept fp32")
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != C.MANIFEST)
     manifest["files"] = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files}
+    if precision == "fp16":  # the talker's KV cache is fp16 now: the contract says so, and the manifest
+        manifest["config"]["kv_cache_dtype"] = "float16"
+        manifest["graphs"]["talker"] = C.graph_specs(manifest["config"])["talker"].to_json()
     manifest["precision"] = precision
     manifest["precision_details"] = checks
     (out / C.MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))

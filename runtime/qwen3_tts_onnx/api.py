@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -80,6 +81,11 @@ class Qwen3TTS:
         self.tokenizer = TextTokenizer(arts.root / C.TOKENIZER)
         self.generate_defaults = dict(arts.manifest.get("generation_defaults", {}))
         self._loop = FrameLoop(sessions["talker"], sessions["code_predictor"], self.cfg)
+        talker_providers = getattr(sessions["talker"], "get_providers", list)()  # wrappers may not say
+        if talker_providers[:1] == [sessions_mod.CUDA] and self.cfg.get("kv_cache_dtype") != "float16":
+            warnings.warn(f"{arts.root}: this talker's attention is fp32, which ONNX Runtime's CUDA provider does not "
+                          "run (its GroupQueryAttention is fp16/bf16 only): it falls back to the CPU and the KV cache "
+                          "crosses to the host every step. For the GPU, export with PRECISION=fp16.", stacklevel=3)
         self.decoder = SpeechDecoder(sessions["speech_decoder"], self.cfg["speech_decoder_state"],
                                      sessions["speech_decoder_context"])
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-FORMAT_VERSION = 4  # 2: the speech decoder carries its streaming state; 3: next_embed is [batch, 1, hidden];
-                    # 4: speech_decoder_context (frames whose samples are not needed skip the convolution stack)
+FORMAT_VERSION = 5  # 2: the speech decoder carries its streaming state; 3: next_embed is [batch, 1, hidden];
+                    # 4: speech_decoder_context (frames whose samples are not needed skip the convolution stack);
+                    # 5: the talker's KV cache is a buffer of some capacity that it writes in place
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 
@@ -69,22 +70,26 @@ def present_value_name(i: int) -> str:
     return f"present.{i}.value"
 
 
-def talker_spec(hidden: int, num_layers: int, num_kv_heads: int, head_dim: int) -> GraphSpec:
-    """One graph for prefill and decode: a zero-length past is the prefill.
+def talker_spec(hidden: int, num_layers: int, num_kv_heads: int, head_dim: int, kv_dtype: str = "float32") -> GraphSpec:
+    """One graph for prefill and decode; P = 0 is the prefill.
 
-    attention_mask covers past + new positions (1 = real, 0 = left padding); position_ids are the RoPE positions of
-    the new positions. Outputs are for the last position only: group-0 logits and the final-norm hidden state.
+    attention_mask covers past + new positions (T = P + S; 1 = real, 0 = left padding); position_ids are the RoPE
+    positions of the new positions. Outputs are for the last position only: group-0 logits and the final-norm
+    hidden state. The KV cache: per layer a key and a value buffer of a capacity C ≥ T whose first P positions hold
+    the past; the graph writes the S new positions at P..T-1 and returns the buffers as present (bind each present
+    output to its past input and nothing is copied: ONNX Runtime's GroupQueryAttention then writes in place).
+    kv_dtype: the cache's dtype (float16 in the fp16 variant, whose attention runs in fp16 as CUDA requires).
     """
-    kv = (("batch", num_kv_heads, "past", head_dim), ("batch", num_kv_heads, "total", head_dim))
+    kv = (("batch", num_kv_heads, "capacity", head_dim),) * 2
     inputs = [TensorSpec("inputs_embeds", "float32", ("batch", "seq", hidden)),
               TensorSpec("attention_mask", "int64", ("batch", "total")),
               TensorSpec("position_ids", "int64", ("batch", "seq"))]
     outputs = [TensorSpec("logits", "float32", ("batch", TALKER_VOCAB)),
                TensorSpec("hidden", "float32", ("batch", hidden))]
     for i in range(num_layers):
-        inputs += [TensorSpec(past_key_name(i), "float32", kv[0]), TensorSpec(past_value_name(i), "float32", kv[0])]
-        outputs += [TensorSpec(present_key_name(i), "float32", kv[1]),
-                    TensorSpec(present_value_name(i), "float32", kv[1])]
+        inputs += [TensorSpec(past_key_name(i), kv_dtype, kv[0]), TensorSpec(past_value_name(i), kv_dtype, kv[0])]
+        outputs += [TensorSpec(present_key_name(i), kv_dtype, kv[1]),
+                    TensorSpec(present_value_name(i), kv_dtype, kv[1])]
     return GraphSpec("talker", "talker.onnx", tuple(inputs), tuple(outputs))
 
 
@@ -193,7 +198,8 @@ def graph_specs(cfg: dict) -> dict:
     tts_model_type and speech_decoder_state)."""
     h = cfg["hidden_size"]
     specs = [text_embedder_spec(h),
-             talker_spec(h, cfg["num_hidden_layers"], cfg["num_key_value_heads"], cfg["head_dim"]),
+             talker_spec(h, cfg["num_hidden_layers"], cfg["num_key_value_heads"], cfg["head_dim"],
+                         cfg.get("kv_cache_dtype", "float32")),
              code_predictor_spec(h), speech_decoder_spec(cfg["speech_decoder_state"]),
              speech_decoder_context_spec(cfg["speech_decoder_state"])]
     if cfg["tts_model_type"] == "base":
@@ -207,4 +213,5 @@ MANIFEST_CONFIG_KEYS = (
     "vocab_size", "codec_pad_id", "codec_bos_id", "codec_eos_token_id", "codec_think_id", "codec_nothink_id",
     "codec_think_bos_id", "codec_think_eos_id", "codec_language_id", "spk_id", "spk_is_dialect",
     "tts_bos_token_id", "tts_eos_token_id", "tts_pad_token_id", "max_position_embeddings", "speech_decoder_state",
+    "kv_cache_dtype",  # only in fp16 variants (float16); absent means float32
 )

@@ -31,6 +31,9 @@ from . import contracts as C
 from .sampling import effective_top_k, process_group0, sample_from_logits
 
 
+KV_HEADROOM = 256  # positions the KV cache first holds beyond the prompt (then it doubles as needed)
+
+
 @dataclass
 class GenerationOptions:
     do_sample: bool
@@ -66,7 +69,8 @@ class BoundSession:
         self.outputs = [(o.name, o.shape, _DTYPES[o.type]) for o in session.get_outputs()]
         self._binding = session.io_binding()
 
-    def run(self, feeds: dict, dims: dict) -> dict:
+    def run(self, feeds: dict, dims: dict, inplace: dict | None = None) -> dict:
+        """inplace: outputs to write into the given buffers (OrtValues) instead of fresh ones, returned as given."""
         b = self._binding
         b.clear_binding_inputs()
         b.clear_binding_outputs()
@@ -75,8 +79,11 @@ class BoundSession:
                 b.bind_ortvalue_input(name, v)
             else:
                 b.bind_cpu_input(name, np.ascontiguousarray(v))
-        out = {}
+        out = dict(inplace or {})
         for name, shape, dtype in self.outputs:
+            if name in out:
+                b.bind_ortvalue_output(name, out[name])
+                continue
             shape = [d if isinstance(d, int) else dims[d] for d in shape]
             if self.device == "cpu" or name in self.host:
                 out[name] = np.empty(shape, dtype)
@@ -90,13 +97,15 @@ class BoundSession:
 
 class PlainSession:
     """The same interface over `session.run` with numpy everywhere: for session-like objects without IO bindings
-    (wrappers that record or alter calls)."""
+    (wrappers that record or alter calls). Outputs asked for in place come back as new arrays instead."""
 
     def __init__(self, session, host: tuple):
         self.session = session
         self.outputs = [o.name for o in session.get_outputs()]
+        self.device = "cpu"
 
-    def run(self, feeds: dict, dims: dict) -> dict:
+    def run(self, feeds: dict, dims: dict, inplace: dict | None = None) -> dict:
+        feeds = {n: v.numpy() if isinstance(v, ort.OrtValue) else v for n, v in feeds.items()}
         return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
 
 
@@ -105,21 +114,52 @@ def bind(session, host: tuple):
 
 
 class KVCache:
-    """The talker's KV cache: per layer, key and value [B, KV, T, D] (numpy on the CPU, OrtValues on the GPU) that
-    each step's present outputs replace; `length` is T."""
+    """The talker's KV cache: per layer a key and a value buffer [B, KV, capacity, D] on the sessions' device
+    whose first `length` positions hold the keys and values so far:
 
-    def __init__(self, num_layers: int, batch: int, num_kv_heads: int, head_dim: int):
-        empty = np.zeros((batch, num_kv_heads, 0, head_dim), dtype=np.float32)
+        [ past 0 .. length-1 | the next call's S positions | free ... capacity-1 ]
+
+    Each talker call writes its positions into the buffers in place (its present outputs are bound to its past
+    inputs), so a step copies nothing. A cache that runs out of room moves to buffers twice as large: the only
+    copy, a few times per sequence."""
+
+    def __init__(self, num_layers: int, batch: int, num_kv_heads: int, head_dim: int, device: str = "cpu",
+                 capacity: int = 256, dtype=np.float32):
         self.past_names = [n for i in range(num_layers) for n in (C.past_key_name(i), C.past_value_name(i))]
         self.present_names = [n for i in range(num_layers) for n in (C.present_key_name(i), C.present_value_name(i))]
-        self.values = [empty] * (2 * num_layers)
-        self.length = 0
+        self.shape, self.device, self.dtype = (batch, num_kv_heads, head_dim), device, np.dtype(dtype)
+        self.length = self.capacity = 0
+        self.buffers: list = [None] * len(self.past_names)  # OrtValues (over numpy arrays on the CPU)
+        self.reserve(capacity)
+
+    def _buffer(self, capacity: int, old) -> ort.OrtValue:
+        b, h, d = self.shape
+        host = np.zeros((b, h, capacity, d), self.dtype)
+        if old is not None and self.length:
+            host[:, :, :self.length] = old.numpy()[:, :, :self.length]
+        if self.device == "cpu":
+            return ort.OrtValue.ortvalue_from_numpy(host)  # shares the array's memory, which the OrtValue keeps
+        return ort.OrtValue.ortvalue_from_numpy(host, self.device, 0)
+
+    def reserve(self, total: int) -> None:
+        """Room for `total` positions."""
+        if total > self.capacity:
+            capacity = max(total, 2 * self.capacity)
+            self.buffers = [self._buffer(capacity, old) for old in self.buffers]
+            self.capacity = capacity
 
     def feeds(self) -> dict:
-        return dict(zip(self.past_names, self.values))
+        return dict(zip(self.past_names, self.buffers))
+
+    def inplace(self) -> dict:
+        return dict(zip(self.present_names, self.buffers))
 
     def update(self, outputs: dict, new: int) -> None:
-        self.values = [outputs[n] for n in self.present_names]
+        """After a call: its present outputs are the buffers themselves when written in place, else new arrays."""
+        for i, name in enumerate(self.present_names):
+            if outputs[name] is not self.buffers[i]:
+                out = outputs[name]
+                self.buffers[i] = out if isinstance(out, ort.OrtValue) else ort.OrtValue.ortvalue_from_numpy(out)
         self.length += new
 
 
@@ -133,8 +173,9 @@ class FrameLoop:
     @staticmethod
     def _talker(talker, embeds, mask, pos, cache: KVCache):
         b, s = pos.shape
-        dims = {"batch": b, "seq": s, "past": cache.length, "total": cache.length + s}
-        out = talker.run({"inputs_embeds": embeds, "attention_mask": mask, "position_ids": pos, **cache.feeds()}, dims)
+        cache.reserve(cache.length + s)
+        out = talker.run({"inputs_embeds": embeds, "attention_mask": mask, "position_ids": pos, **cache.feeds()},
+                         {"batch": b, "seq": s}, inplace=cache.inplace())
         cache.update(out, s)
         return out["logits"], out["hidden"]
 
@@ -151,7 +192,9 @@ class FrameLoop:
         budgets = np.full(b, opts.max_new_tokens) if budgets is None else np.asarray(budgets)
         stop = np.zeros(b, dtype=bool) if stop is None else stop
         cfg = self.cfg
-        cache = KVCache(cfg["num_hidden_layers"], b, cfg["num_key_value_heads"], cfg["head_dim"])
+        cache = KVCache(cfg["num_hidden_layers"], b, cfg["num_key_value_heads"], cfg["head_dim"], talker.device,
+                        capacity=embeds.shape[1] + min(int(budgets.max()), KV_HEADROOM),
+                        dtype=cfg.get("kv_cache_dtype", "float32"))
         logits, hidden = self._talker(talker, embeds, mask, pos, cache)
         lengths = mask.sum(axis=1)
         generated: list[list[int]] = [[] for _ in range(b)]

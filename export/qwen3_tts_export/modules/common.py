@@ -64,7 +64,8 @@ class Qwen3Layer(nn.Module):
     """Pre-norm decoder layer: GQA attention with per-head q/k RMSNorm and RoPE, then a SwiGLU MLP.
 
     forward() takes the new positions' hidden states plus this layer's past K/V ([B, KV, P, D]) and a boolean mask
-    [B, 1, S, P + S] (True = may attend), and returns the new hidden states and the full K/V ([B, KV, P + S, D]).
+    [B, 1, S, P + S] (True = may attend), and returns the new hidden states and the full K/V ([B, KV, P + S, D]):
+    the code predictor's form. forward_cached() is the talker's: the cache in buffers written in place.
     """
 
     def __init__(self, sd: dict, prefix: str, num_heads: int, num_kv_heads: int, head_dim: int, eps: float):
@@ -102,11 +103,27 @@ class Qwen3Layer(nn.Module):
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
         probs = torch.softmax(scores, dim=-1).view(b, self.kv, rep * s, -1)
         attn = (probs @ v).view(b, self.h, s, self.d).transpose(1, 2).reshape(b, s, self.h * self.d)
-        x = x + self.o_proj(attn)
+        return self._mlp(x + self.o_proj(attn)), k, v
+
+    def forward_cached(self, x, cos, sin, cache_k, cache_v, bias):
+        """The talker's form: attention through GroupQueryAttention over KV cache buffers [B, KV, C, D] that it
+        writes at positions P..T-1 (modules/gqa.py); bias [B, 1, S, T] masks left padding. cos/sin [B, 1, S, D].
+        Returns the new hidden states and the cache buffers."""
+        from .gqa import group_query_attention
+
+        b, s, _ = x.shape
+        h = self.input_layernorm(x)
+        q, k, v = self.qkv_proj(h).split([self.h * self.d, self.kv * self.d, self.kv * self.d], dim=-1)
+        cos, sin = cos.transpose(1, 2), sin.transpose(1, 2)  # [B, S, 1, D]: rotate in the [B, S, heads, D] layout
+        q = apply_rope(self.q_norm(q.view(b, s, self.h, self.d)), cos, sin).reshape(b, s, self.h * self.d)
+        k = apply_rope(self.k_norm(k.view(b, s, self.kv, self.d)), cos, sin).reshape(b, s, self.kv * self.d)
+        attn, cache_k, cache_v = group_query_attention(q, k, v, cache_k, cache_v, bias, self.h, self.kv, self.scale)
+        return self._mlp(x + self.o_proj(attn)), cache_k, cache_v
+
+    def _mlp(self, x):
         h = self.post_attention_layernorm(x)
         gate, up = self.gate_up_proj(h).chunk(2, dim=-1)
-        x = x + self.down_proj(torch.nn.functional.silu(gate) * up)
-        return x, k, v
+        return x + self.down_proj(torch.nn.functional.silu(gate) * up)
 
 
 class CausalConv(nn.Module):

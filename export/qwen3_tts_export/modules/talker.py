@@ -1,11 +1,13 @@
 """The talker: 28 Qwen3 layers predicting code group 0, as one graph for prefill and decode.
 
     inputs_embeds [B,S,H] ─► layer 0 … layer N-1 ─► norm ─► last position ─┬─► codec_head ─► logits [B,3072]
-    past K/V [B,KV,P,D] ──┘   (each layer appends S positions)             └─► hidden [B,H]
-                              present K/V [B,KV,P+S,D] ◄─┘
+    KV cache [B,KV,C,D] ──┘   (each layer writes positions P..P+S-1)       └─► hidden [B,H]
+    present [B,KV,C,D] ◄──────┘   (the same buffer when bound to it)
 
-The KV cache lives outside the graph (generate.py keeps it); a past of length 0 is the prefill. The interleaved
-MRoPE of the official model reduces to plain 1-D RoPE because its three position rows are always equal (SPEC §3.5).
+The KV cache lives outside the graph (generate.py keeps it) as buffers of a capacity C ≥ P + S that each layer's
+GroupQueryAttention writes in place (modules/gqa.py); the attention mask's length is P + S, and P = 0 is the
+prefill. The interleaved MRoPE of the official model reduces to plain 1-D RoPE because its three position rows are
+always equal (SPEC §3.5).
 """
 from __future__ import annotations
 
@@ -36,11 +38,11 @@ class Talker(nn.Module):
         k_pos = torch.arange(total, device=inputs_embeds.device).unsqueeze(0)
         causal = k_pos <= q_pos
         mask = (causal.unsqueeze(0) & (attention_mask.unsqueeze(1) > 0)) | (k_pos == q_pos).unsqueeze(0)
-        mask = mask.unsqueeze(1)  # [B, 1, S, T]
+        bias = torch.zeros(mask.shape, dtype=inputs_embeds.dtype).masked_fill(~mask, float("-inf")).unsqueeze(1)
         x = inputs_embeds
         present = []
         for i, layer in enumerate(self.layers):
-            x, k, v = layer(x, cos, sin, past[2 * i], past[2 * i + 1], mask)
+            x, k, v = layer.forward_cached(x, cos, sin, past[2 * i], past[2 * i + 1], bias)  # bias [B, 1, S, T]
             present += [k, v]
         last = self.norm(x[:, -1])
         return (self.codec_head(last), last, *present)
