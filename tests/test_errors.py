@@ -155,3 +155,21 @@ def test_clone_api_on_other_model_types(models):
 def test_unknown_decode_mode(models):
     with pytest.raises(InputError, match="decode_mode must be one of"):
         models("cv_wide").ours.generate_custom_voice("Hi.", speaker="ryan", decode_mode="fast")
+
+
+def test_fp32_talker_on_cuda_warns(models):
+    """ONNX Runtime's CUDA GroupQueryAttention is fp16/bf16 only: an fp32 export on CUDA says to use the fp16 one."""
+    m = models("cv_wide")
+
+    class OnCuda:  # the talker session, saying it runs on CUDA
+        def __init__(self, session):
+            self.session = session
+
+        def get_providers(self):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+    with pytest.warns(UserWarning, match="PRECISION=fp16"):
+        Qwen3TTS(m.ours.artifacts, dict(m.ours.sessions, talker=OnCuda(m.ours.sessions["talker"])))

@@ -4,15 +4,17 @@
 
 Only the talker and the code predictor change; the text embedder, the speech decoder and the encoders stay fp32,
 and so do the embeddings (Gather) and the output heads (talker codec_head, code predictor heads), which decide
-the tokens. Graph inputs and outputs do not change (fp32 everywhere), so the runtime drives every variant the same
-way; the manifest records the precision.
+the tokens. Graph inputs and outputs do not change (fp32), except the fp16 variant's KV cache (fp16, recorded as
+`kv_cache_dtype` in the manifest's config, which the runtime allocates accordingly); the manifest records the
+precision.
 
     precision   weight MatMuls become                             meant for
     int8/int4   MatMulNBits, symmetric, blocks of 128 along the   CPU: accuracy level 4 = int8 activations on the
                 input dimension                                   integer dot-product units (AVX-512 VNNI / AVX2)
     fp16        fp16 MatMuls between Casts: weights and matrix    CUDA (tensor cores; the CPU provider runs them
-                products in fp16, the residual stream, norms,     as fp32 after casting, which is how the tests
-                attention and sampling in fp32                    check the rounding without a GPU)
+                products in fp16, and the talker's attention      as fp32 after casting, which is how the tests
+                with its KV cache (I/O included); the residual    check the rounding without a GPU)
+                stream, norms and sampling in fp32
 
 fp16 keeps fp32 where fp16 overflows (LESSONS.md): the 0.6B code predictor's MLP down-projection, whose activation
 peaks near twice the fp16 maximum, stays fp32 (the 1.7B has six times the headroom and gets fp16).
