@@ -40,7 +40,6 @@ ACCURACY_LEVEL = 4  # MatMulNBits computes with int8 activations (AVX-512 VNNI /
 KEEP_FP32 = ("codec_head", "heads.")  # output heads: weights whose MatMul stays fp32
 # fp16 only: weights whose MatMul stays fp32 because its activations overflow fp16, per (graph, model size)
 FP16_OVERFLOW = {("code_predictor", "0b6"): ("down_proj",)}
-KV_IO_PREFIXES = ("past_key_values.", "present.")  # the talker's KV cache: fp16 in the fp16 variant
 
 
 def _log(msg: str) -> None:
@@ -96,7 +95,8 @@ def fp16_graph(src: Path, dst: Path, keep: tuple) -> dict:
     converted, kept = _weight_matmuls(model, keep)
     chosen = set(converted) | {n.name for n in model.graph.node if n.op_type == "GroupQueryAttention"}
     block = [n.name for n in model.graph.node if n.name not in chosen]
-    fp32_io = [v.name for v in (*model.graph.input, *model.graph.output) if not v.name.startswith(KV_IO_PREFIXES)]
+    fp32_io = [v.name for v in (*model.graph.input, *model.graph.output)
+               if not v.name.startswith((C.PAST_PREFIX, C.PRESENT_PREFIX))]  # the KV cache goes fp16
     model = convert_float_to_float16(model, keep_io_types=fp32_io, node_block_list=block, op_block_list=[])
     _save(model, dst)
     return {"matmuls_fp16": len(converted), "matmuls_kept_fp32": len(kept), "kept_fp32": list(keep)}

@@ -54,20 +54,23 @@ class GraphSpec:
         return [t.name for t in self.outputs]
 
 
+PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."  # the talker's KV cache inputs / outputs
+
+
 def past_key_name(i: int) -> str:
-    return f"past_key_values.{i}.key"
+    return f"{PAST_PREFIX}{i}.key"
 
 
 def past_value_name(i: int) -> str:
-    return f"past_key_values.{i}.value"
+    return f"{PAST_PREFIX}{i}.value"
 
 
 def present_key_name(i: int) -> str:
-    return f"present.{i}.key"
+    return f"{PRESENT_PREFIX}{i}.key"
 
 
 def present_value_name(i: int) -> str:
-    return f"present.{i}.value"
+    return f"{PRESENT_PREFIX}{i}.value"
 
 
 def talker_spec(hidden: int, num_layers: int, num_kv_heads: int, head_dim: int, kv_dtype: str = "float32") -> GraphSpec:
