@@ -32,8 +32,9 @@ from .modules.text_embedder import TextEmbedder
 ATOL = 1e-4
 # Bumped when a graph's insides change but its contract (FORMAT_VERSION) does not: older exports still run, only
 # slower, and `scripts/bench.py` re-exports the ones it caches. 2: the speech decoder's transposed convolutions in
-# polyphase form.
-GRAPH_REVISION = 2
+# polyphase form. 3: the code predictor's attention through GroupQueryAttention (RoPE inside it), its sampler
+# behind If nodes.
+GRAPH_REVISION = 3
 TWO_GB = 2 * 1024**3
 AUTO = torch.export.Dim.AUTO
 

@@ -12,8 +12,8 @@ precision.
     int8/int4   MatMulNBits, symmetric, blocks of 128 along the   CPU: accuracy level 4 = int8 activations on the
                 input dimension                                   integer dot-product units (AVX-512 VNNI / AVX2)
     fp16        fp16 MatMuls between Casts: weights and matrix    CUDA (tensor cores; the CPU provider runs them
-                products in fp16, and the talker's attention      as fp32 after casting, which is how the tests
-                with its KV cache (I/O included); the residual    check the rounding without a GPU)
+                products in fp16, and the attention (the          as fp32 after casting, which is how the tests
+                talker's KV cache I/O included); the residual     check the rounding without a GPU)
                 stream, norms and sampling in fp32
 
 fp16 keeps fp32 where fp16 overflows (LESSONS.md): the 0.6B code predictor's MLP down-projection, whose activation
@@ -55,6 +55,45 @@ def _weight_matmuls(model, keep: tuple) -> tuple[list, list]:
     return [n.name for n in on_weights if n.name not in kept], kept
 
 
+def _all_nodes(graph):
+    """Every node of `graph`, those inside If branches (the sampler's) included."""
+    for n in graph.node:
+        yield n
+        for a in n.attribute:
+            if a.type == a.GRAPH:
+                yield from _all_nodes(a.g)
+            for g in a.graphs:
+                yield from _all_nodes(g)
+
+
+def _read_fp32_in_branches(model) -> None:
+    """The converter wraps every fp32 node's outputs in Casts to fp16 for the nodes it converted, and casts them
+    back where a kept node reads them, but it does not see what an If branch reads from the outer graph (the
+    sampler's logits). The branches stay fp32: point such reads back at the fp32 value before its Cast."""
+    from onnx import TensorProto
+
+    to_fp16 = {n.output[0]: n.input[0] for n in model.graph.node
+               if n.op_type == "Cast" and n.name.endswith("_cast_to_fp16_node")
+               and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in n.attribute)}
+
+    def fix(graph, outer: set) -> None:
+        local = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+        local |= {i.name for i in graph.initializer}
+        for n in graph.node:
+            for i, name in enumerate(n.input):
+                if name in to_fp16 and name not in local and name in outer:
+                    n.input[i] = to_fp16[name]
+            for a in n.attribute:
+                for g in ([a.g] if a.type == a.GRAPH else []) + list(a.graphs):
+                    fix(g, outer | local)
+
+    top = {o for n in model.graph.node for o in n.output}
+    for n in model.graph.node:
+        for a in n.attribute:
+            for g in ([a.g] if a.type == a.GRAPH else []) + list(a.graphs):
+                fix(g, top)
+
+
 def _save(model, dst: Path) -> None:
     import onnx
 
@@ -84,8 +123,8 @@ def quantize_graph(src: Path, dst: Path, bits: int) -> dict:
 
 def fp16_graph(src: Path, dst: Path, keep: tuple) -> dict:
     """fp16: every MatMul on a constant weight whose weight name contains none of `keep` runs in fp16 (weight
-    stored fp16, input cast to fp16, output cast back), and so does the talker's GroupQueryAttention, with its KV
-    cache inputs/outputs in fp16 (ONNX Runtime's CUDA GroupQueryAttention is fp16/bf16 only; an fp32 one would
+    stored fp16, input cast to fp16, output cast back), and so does every GroupQueryAttention, the talker's with its
+    KV cache inputs/outputs in fp16 (ONNX Runtime's CUDA GroupQueryAttention is fp16/bf16 only; an fp32 one would
     run on the CPU, the cache copied across every step). Every other node stays fp32 (ONNX Runtime's converter
     with all other nodes on its block list)."""
     import onnx
@@ -94,10 +133,11 @@ def fp16_graph(src: Path, dst: Path, keep: tuple) -> dict:
     model = onnx.load(str(src))
     converted, kept = _weight_matmuls(model, keep)
     chosen = set(converted) | {n.name for n in model.graph.node if n.op_type == "GroupQueryAttention"}
-    block = [n.name for n in model.graph.node if n.name not in chosen]
+    block = [n.name for n in _all_nodes(model.graph) if n.name not in chosen]
     fp32_io = [v.name for v in (*model.graph.input, *model.graph.output)
                if not v.name.startswith((C.PAST_PREFIX, C.PRESENT_PREFIX))]  # the KV cache goes fp16
     model = convert_float_to_float16(model, keep_io_types=fp32_io, node_block_list=block, op_block_list=[])
+    _read_fp32_in_branches(model)
     _save(model, dst)
     return {"matmuls_fp16": len(converted), "matmuls_kept_fp32": len(kept), "kept_fp32": list(keep)}
 

@@ -6,7 +6,9 @@
     next_embed = e0 + C_1(g1) + … + C_15(g15) + text_embed      [B,1,H]: the talker's next inputs_embeds
 
 `proj` is small_to_mtp_projection (1.7B: Linear H -> 1024; 0.6B: identity). The official model runs this as a
-nested `generate` with a fresh cache per frame (SPEC §3.7); step j uses embedding table j-1 and head j.
+nested `generate` with a fresh cache per frame (SPEC §3.7); step j uses embedding table j-1 and head j. Each layer's
+attention is one GroupQueryAttention node (modules/gqa.py) that rotates q and k itself and returns its keys and
+values grown by this step's positions; every position is known when tracing, so its inputs are constants.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from .common import Linear, Qwen3Layer, RMSNorm, rope_cos_sin, rope_inv_freq
+from .gqa import Positions
 from .sampling import sample_token
 
 GROUPS = 16
@@ -36,16 +39,16 @@ class CodePredictor(nn.Module):
         w = sd.get(p + "small_to_mtp_projection.weight")
         self.proj = nn.Identity() if w is None else Linear(w, sd[p + "small_to_mtp_projection.bias"])
         cos, sin = rope_cos_sin(torch.arange(GROUPS).unsqueeze(0), rope_inv_freq(self.d, cfg["rope_theta"]))
-        self.register_buffer("cos", cos, persistent=False)  # [1, 1, 16, D]
-        self.register_buffer("sin", sin, persistent=False)
+        # the attention op rotates q and k itself, from these [positions, D/2] caches (rotate-half halves)
+        self.register_buffer("cos_cache", cos[0, 0, :, :self.d // 2].contiguous(), persistent=False)
+        self.register_buffer("sin_cache", sin[0, 0, :, :self.d // 2].contiguous(), persistent=False)
 
     def _run_layers(self, x, past, start: int):
-        s = x.shape[1]
-        cos, sin = self.cos[:, :, start:start + s], self.sin[:, :, start:start + s]
-        mask = torch.ones(s, start + s, dtype=torch.bool).tril(start).reshape(1, 1, s, start + s)
+        """x [B, S, H] at positions start..start+S-1 over `past` (K/V of positions 0..start-1, which grow)."""
+        pos = Positions.uniform(x.shape[0], start, x.shape[1], rotary=(self.cos_cache, self.sin_cache), grow=True)
         new_past = []
         for i, layer in enumerate(self.layers):
-            x, k, v = layer(x, cos, sin, past[2 * i], past[2 * i + 1], mask)
+            x, k, v = layer(x, past[2 * i], past[2 * i + 1], pos)
             new_past += [k, v]
         return self.norm(x[:, -1]), new_past
 

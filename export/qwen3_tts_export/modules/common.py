@@ -63,9 +63,9 @@ def apply_rope(x, cos, sin):
 class Qwen3Layer(nn.Module):
     """Pre-norm decoder layer: GQA attention with per-head q/k RMSNorm and RoPE, then a SwiGLU MLP.
 
-    forward() takes the new positions' hidden states plus this layer's past K/V ([B, KV, P, D]) and a boolean mask
-    [B, 1, S, P + S] (True = may attend), and returns the new hidden states and the full K/V ([B, KV, P + S, D]):
-    the code predictor's form. forward_cached() is the talker's: the cache in buffers written in place.
+    forward() takes the new positions' hidden states, this layer's KV cache [B, KV, C, D] and the call's
+    positions (gqa.Positions: where the keys go, the padding, and whether RoPE is applied here or inside the
+    attention op), and returns the new hidden states and the present keys/values (modules/gqa.py).
     """
 
     def __init__(self, sd: dict, prefix: str, num_heads: int, num_kv_heads: int, head_dim: int, eps: float):
@@ -85,39 +85,18 @@ class Qwen3Layer(nn.Module):
         self.down_proj = Linear(sd[prefix + "mlp.down_proj.weight"])
         self.scale = head_dim ** -0.5
 
-    def forward(self, x, cos, sin, past_k, past_v, mask):
-        b, s, _ = x.shape
-        h = self.input_layernorm(x)
-        q, k, v = self.qkv_proj(h).split([self.h * self.d, self.kv * self.d, self.kv * self.d], dim=-1)
-        q = self.q_norm(q.view(b, s, self.h, self.d)).transpose(1, 2)
-        k = self.k_norm(k.view(b, s, self.kv, self.d)).transpose(1, 2)
-        v = v.view(b, s, self.kv, self.d).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        k = torch.cat((past_k, k), dim=2)
-        v = torch.cat((past_v, v), dim=2)
-        # GQA without repeating K/V: group the query heads by the KV head they share.
-        rep = self.h // self.kv
-        qg = q.reshape(b, self.kv, rep * s, self.d)
-        scores = (qg @ k.transpose(-1, -2)) * self.scale  # [B, KV, rep*S, T]
-        scores = scores.view(b, self.kv, rep, s, -1)
-        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
-        probs = torch.softmax(scores, dim=-1).view(b, self.kv, rep * s, -1)
-        attn = (probs @ v).view(b, self.h, s, self.d).transpose(1, 2).reshape(b, s, self.h * self.d)
-        return self._mlp(x + self.o_proj(attn)), k, v
-
-    def forward_cached(self, x, cos, sin, cache_k, cache_v, bias):
-        """The talker's form: attention through GroupQueryAttention over KV cache buffers [B, KV, C, D] that it
-        writes at positions P..T-1 (modules/gqa.py); bias [B, 1, S, T] masks left padding. cos/sin [B, 1, S, D].
-        Returns the new hidden states and the cache buffers."""
-        from .gqa import group_query_attention
+    def forward(self, x, cache_k, cache_v, pos):
+        from .gqa import attend
 
         b, s, _ = x.shape
         h = self.input_layernorm(x)
         q, k, v = self.qkv_proj(h).split([self.h * self.d, self.kv * self.d, self.kv * self.d], dim=-1)
-        cos, sin = cos.transpose(1, 2), sin.transpose(1, 2)  # [B, S, 1, D]: rotate in the [B, S, heads, D] layout
-        q = apply_rope(self.q_norm(q.view(b, s, self.h, self.d)), cos, sin).reshape(b, s, self.h * self.d)
-        k = apply_rope(self.k_norm(k.view(b, s, self.kv, self.d)), cos, sin).reshape(b, s, self.kv * self.d)
-        attn, cache_k, cache_v = group_query_attention(q, k, v, cache_k, cache_v, bias, self.h, self.kv, self.scale)
+        q, k = self.q_norm(q.view(b, s, self.h, self.d)), self.k_norm(k.view(b, s, self.kv, self.d))
+        if pos.rope is not None:  # [B, 1, S, D] -> [B, S, 1, D]: rotate in the [B, S, heads, D] layout
+            cos, sin = (t.transpose(1, 2) for t in pos.rope)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        attn, cache_k, cache_v = attend(q.reshape(b, s, self.h * self.d), k.reshape(b, s, self.kv * self.d), v,
+                                        cache_k, cache_v, pos, self.h, self.kv, self.scale)
         return self._mlp(x + self.o_proj(attn)), cache_k, cache_v
 
     def _mlp(self, x):

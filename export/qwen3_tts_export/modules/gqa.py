@@ -1,14 +1,17 @@
-"""The talker's attention over a KV cache that the graph writes in place: ONNX Runtime's GroupQueryAttention
-(com.microsoft) as a torch custom op, so that the module code stays plain torch and the export emits one node.
+"""Attention over a KV cache through ONNX Runtime's GroupQueryAttention (com.microsoft), as a torch custom op, so
+that the module code stays plain torch and the export emits one node per layer.
 
-    q [B,S,N·D]  k, v [B,S,KV·D]        (RMS-normed, RoPE applied: the op's own rotary is not used)
-    cache_k, cache_v [B,KV,C,D]          positions 0..P-1 hold the past; C (the capacity) ≥ P + S
-    bias [B,1,S,T]                       0 where a query may attend, -inf where not (left padding), T = P + S
+    q [B,S,N·D]  k, v [B,S,KV·D]        RMS-normed; RoPE applied by the caller, or by the op (rotary caches given)
+    cache_k, cache_v [B,KV,C,D]          positions 0..P-1 hold the past
+    Positions                            where this call's S positions go: T = P + S keys after it (below)
           │
           ▼
     GroupQueryAttention ─► out [B,S,N·D]
-          └──────────────► cache_k, cache_v with this call's keys/values at P..T-1 (the same buffers when the
-                           caller binds each present output to its past input: nothing is copied per step)
+          └──────────────► present_k, present_v:
+                             capacity (talker)  [B,KV,C,D], C ≥ T, this call's keys/values written at P..T-1: the
+                                                same buffers when the caller binds each present output to its past
+                                                input, so nothing is copied per step
+                             grow (predictor)   [B,KV,T,D] = the past (C = P) followed by this call's keys/values
 
 Three separate things, as in optimum's exporters: `group_query_attention` is the reference (torch runs it when
 tracing and in the export check), `_onnx` is what the exporter writes for it, and `register_schema()` tells onnx
@@ -16,34 +19,92 @@ and onnxscript the contrib op's signature (onnx itself does not know com.microso
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 DOMAIN = "com.microsoft"
 
 
+@dataclass
+class Positions:
+    """The inputs that place one call's positions, computed once per call and shared by every layer (one node
+    each in the graph, not one per layer).
+
+    seqlens_k [B] int32 (T - 1), total [] int32 (T), query_seqlens [B] int32 (S, or None: every row's chunk is
+    whole); bias [B,1,S,T] (0 = may attend, -inf = left padding; None = no padding); rope: (cos, sin) [B,1,S,D] to
+    rotate q and k before the op, or rotary: (cos, sin) [max positions, D/2] caches the op rotates with itself
+    (position of query row s = P + s); grow: the present outputs are the past plus this call's positions."""
+    seqlens_k: torch.Tensor
+    total: torch.Tensor
+    query_seqlens: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    rope: tuple | None = None
+    rotary: tuple | None = None
+    grow: bool = False
+
+    @staticmethod
+    def uniform(batch: int, past: int, new: int, **kw) -> "Positions":
+        """Every row has `past` positions cached and `new` new ones (batch may be symbolic, past/new not)."""
+        return Positions(torch.full((batch,), past + new - 1, dtype=torch.int32),
+                         torch.tensor(past + new, dtype=torch.int32), **kw)
+
+
+def attend(q, k, v, cache_k, cache_v, pos: Positions, num_heads: int, kv_num_heads: int, scale: float):
+    cos, sin = pos.rotary if pos.rotary is not None else (None, None)
+    return group_query_attention(q, k, v, cache_k, cache_v, pos.seqlens_k, pos.total, pos.query_seqlens, pos.bias,
+                                 cos, sin, num_heads, kv_num_heads, scale, pos.grow)
+
+
+def _rotate(x, cos_cache, sin_cache, start: int):
+    """Rotate-half RoPE of x [B,S,H,D] at positions start..start+S-1 from caches [positions, D/2]."""
+    s, half = x.shape[1], x.shape[-1] // 2
+    cos = torch.cat((cos_cache[start:start + s],) * 2, dim=-1)[None, :, None]
+    sin = torch.cat((sin_cache[start:start + s],) * 2, dim=-1)[None, :, None]
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
 @torch.library.custom_op("qwen3_tts::group_query_attention", mutates_args=())
 def group_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_k: torch.Tensor,
-                          cache_v: torch.Tensor, bias: torch.Tensor, num_heads: int, kv_num_heads: int,
-                          scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                          cache_v: torch.Tensor, seqlens_k: torch.Tensor, total: torch.Tensor,
+                          query_seqlens: torch.Tensor | None, bias: torch.Tensor | None,
+                          cos_cache: torch.Tensor | None, sin_cache: torch.Tensor | None, num_heads: int,
+                          kv_num_heads: int, scale: float, grow: bool
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     b, s, _ = q.shape
-    total, d = bias.shape[-1], cache_k.shape[-1]
-    past = total - s
-    cache_k, cache_v = cache_k.clone(), cache_v.clone()
-    cache_k[:, :, past:total] = k.view(b, s, kv_num_heads, d).transpose(1, 2)
-    cache_v[:, :, past:total] = v.view(b, s, kv_num_heads, d).transpose(1, 2)
+    t, d = int(total), cache_k.shape[-1]
+    past = t - s
+    # the cases this project uses: every row has the same T, every row's chunk is whole
+    if not (bool((seqlens_k == t - 1).all()) and (query_seqlens is None or bool((query_seqlens == s).all()))):
+        raise NotImplementedError("the reference covers rows of equal length with whole chunks only")
+    q, k = q.view(b, s, num_heads, d), k.view(b, s, kv_num_heads, d)
+    if cos_cache is not None:
+        q, k = _rotate(q, cos_cache, sin_cache, past), _rotate(k, cos_cache, sin_cache, past)
+    k, v = k.transpose(1, 2), v.view(b, s, kv_num_heads, d).transpose(1, 2)
+    if grow:
+        assert cache_k.shape[2] == past, "a growing cache holds exactly the past"
+        cache_k, cache_v = torch.cat((cache_k, k), dim=2), torch.cat((cache_v, v), dim=2)
+    else:
+        cache_k, cache_v = cache_k.clone(), cache_v.clone()
+        cache_k[:, :, past:t], cache_v[:, :, past:t] = k, v
     # GQA without repeating K/V: the query heads grouped by the KV head they share
     rep = num_heads // kv_num_heads
     qg = q.view(b, s, kv_num_heads, rep, d).permute(0, 2, 3, 1, 4).reshape(b, kv_num_heads, rep * s, d)
-    scores = (qg @ cache_k[:, :, :total].transpose(-1, -2)).view(b, kv_num_heads, rep, s, total) * scale
-    causal = torch.arange(total) <= torch.arange(s).unsqueeze(1) + past
-    scores = (scores + bias.unsqueeze(1)).masked_fill(~causal, float("-inf"))
-    probs = torch.softmax(scores, dim=-1).view(b, kv_num_heads, rep * s, total)
-    out = (probs @ cache_v[:, :, :total]).view(b, kv_num_heads, rep, s, d).permute(0, 3, 1, 2, 4)
+    scores = (qg @ cache_k[:, :, :t].transpose(-1, -2)).view(b, kv_num_heads, rep, s, t) * scale
+    causal = torch.arange(t) <= torch.arange(s).unsqueeze(1) + past
+    if bias is not None:
+        scores = scores + bias.unsqueeze(1)
+    probs = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1).view(b, kv_num_heads, rep * s, t)
+    out = (probs @ cache_v[:, :, :t]).view(b, kv_num_heads, rep, s, d).permute(0, 3, 1, 2, 4)
     return out.reshape(b, s, num_heads * d), cache_k, cache_v
 
 
 @group_query_attention.register_fake
-def _(q, k, v, cache_k, cache_v, bias, num_heads, kv_num_heads, scale):
+def _(q, k, v, cache_k, cache_v, seqlens_k, total, query_seqlens, bias, cos_cache, sin_cache, num_heads,
+      kv_num_heads, scale, grow):
+    if grow:
+        shape = (cache_k.shape[0], cache_k.shape[1], cache_k.shape[2] + q.shape[1], cache_k.shape[3])
+        return torch.empty_like(q), cache_k.new_empty(shape), cache_v.new_empty(shape)
     return torch.empty_like(q), torch.empty_like(cache_k), torch.empty_like(cache_v)
 
 
@@ -71,24 +132,18 @@ def register_schema() -> None:
         outputs=[param("output", "T"), param("present_key", "T"), param("present_value", "T")],
         type_constraints=[("T", ["tensor(float)", "tensor(float16)"], ""), ("M", ["tensor(int32)"], "")],
         attributes=[attr("num_heads", OpSchema.AttrType.INT, ""), attr("kv_num_heads", OpSchema.AttrType.INT, ""),
-                    attr("scale", OpSchema.AttrType.FLOAT, "")]))
+                    attr("scale", OpSchema.AttrType.FLOAT, ""), attr("do_rotary", OpSchema.AttrType.INT, "")]))
 
 
-def _onnx(q, k, v, cache_k, cache_v, bias, num_heads: int, kv_num_heads: int, scale: float):
-    """The contrib node. seqlens_k (T - 1 per row), total_sequence_length (T) and query_seqlens (S per row: every
-    row's chunk is whole, which lets a batch take several new positions after a past) come from the shapes."""
+def _onnx(q, k, v, cache_k, cache_v, seqlens_k, total, query_seqlens, bias, cos_cache, sin_cache,
+          num_heads: int, kv_num_heads: int, scale: float, grow: bool):
+    """The contrib node; `grow` needs nothing of it (its present outputs are T long whenever the past is P long)."""
     import onnxscript
-    from onnxscript import ir
-    from onnxscript import opset18 as op
 
-    batch = op.Shape(q, start=0, end=1)
-    total = op.Shape(bias, start=3, end=4)
-    seqlens_k = op.Cast(op.Expand(op.Sub(total, op.Constant(value_ints=[1])), batch), to=ir.DataType.INT32)
-    query_seqlens = op.Cast(op.Expand(op.Shape(q, start=1, end=2), batch), to=ir.DataType.INT32)
     gqa = onnxscript.values.Opset(DOMAIN, 1).GroupQueryAttention
-    return gqa(q, k, v, cache_k, cache_v, seqlens_k, op.Cast(op.Squeeze(total), to=ir.DataType.INT32),
-               None, None, None, bias, None, None, None, None, None, query_seqlens,
-               num_heads=num_heads, kv_num_heads=kv_num_heads, scale=scale, _outputs=3)
+    return gqa(q, k, v, cache_k, cache_v, seqlens_k, total, cos_cache, sin_cache, None, bias, None, None, None,
+               None, None, query_seqlens, num_heads=num_heads, kv_num_heads=kv_num_heads, scale=scale,
+               do_rotary=int(cos_cache is not None), _outputs=3)
 
 
 def translation_table() -> dict:

@@ -7,7 +7,8 @@
 The KV cache lives outside the graph (generate.py keeps it) as buffers of a capacity C ≥ P + S that each layer's
 GroupQueryAttention writes in place (modules/gqa.py); the attention mask's length is P + S, and P = 0 is the
 prefill. The interleaved MRoPE of the official model reduces to plain 1-D RoPE because its three position rows are
-always equal (SPEC §3.5).
+always equal (SPEC §3.5). RoPE is applied before the attention op, not by it: a left-padded row's positions
+(cumsum of its mask) are not its cache positions, and the op's own rotary takes one offset per row in a prefill.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from .common import Linear, Qwen3Layer, RMSNorm, rope_cos_sin, rope_inv_freq
+from .gqa import Positions
 
 
 class Talker(nn.Module):
@@ -39,10 +41,13 @@ class Talker(nn.Module):
         causal = k_pos <= q_pos
         mask = (causal.unsqueeze(0) & (attention_mask.unsqueeze(1) > 0)) | (k_pos == q_pos).unsqueeze(0)
         bias = torch.zeros(mask.shape, dtype=inputs_embeds.dtype).masked_fill(~mask, float("-inf")).unsqueeze(1)
+        b = inputs_embeds.shape[0]
+        pos = Positions(torch.full((b,), total - 1, dtype=torch.int32), torch.full((), total, dtype=torch.int32),
+                        query_seqlens=torch.full((b,), s, dtype=torch.int32), bias=bias, rope=(cos, sin))
         x = inputs_embeds
         present = []
         for i, layer in enumerate(self.layers):
-            x, k, v = layer.forward_cached(x, cos, sin, past[2 * i], past[2 * i + 1], bias)  # bias [B, 1, S, T]
+            x, k, v = layer(x, past[2 * i], past[2 * i + 1], pos)
             present += [k, v]
         last = self.norm(x[:, -1])
         return (self.codec_head(last), last, *present)
