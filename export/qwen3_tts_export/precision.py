@@ -94,6 +94,28 @@ def _read_fp32_in_branches(model) -> None:
                 fix(g, top)
 
 
+def _drop_repeated_nodes(model) -> None:
+    """ONNX Runtime 1.31's converter can insert the same Cast twice (same input, same output), which a model may
+    not hold; 1.32's does not. Keep the first of identical nodes, then give any remaining namesakes their own name."""
+    seen, nodes = set(), []
+    for n in model.graph.node:
+        key = n.SerializeToString()
+        if key not in seen:
+            seen.add(key)
+            nodes.append(n)
+    if len(nodes) != len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    names: set = set()
+    for n in _all_nodes(model.graph):
+        if n.name and n.name in names:
+            i = 1
+            while f"{n.name}_{i}" in names:
+                i += 1
+            n.name = f"{n.name}_{i}"
+        names.add(n.name)
+
+
 def _save(model, dst: Path) -> None:
     import onnx
 
@@ -138,6 +160,7 @@ def fp16_graph(src: Path, dst: Path, keep: tuple) -> dict:
                if not v.name.startswith((C.PAST_PREFIX, C.PRESENT_PREFIX))]  # the KV cache goes fp16
     model = convert_float_to_float16(model, keep_io_types=fp32_io, node_block_list=block, op_block_list=[])
     _read_fp32_in_branches(model)
+    _drop_repeated_nodes(model)
     _save(model, dst)
     return {"matmuls_fp16": len(converted), "matmuls_kept_fp32": len(kept), "kept_fp32": list(keep)}
 

@@ -31,13 +31,11 @@ class Positions:
     """The inputs that place one call's positions, computed once per call and shared by every layer (one node
     each in the graph, not one per layer).
 
-    seqlens_k [B] int32 (T - 1), total [] int32 (T), query_seqlens [B] int32 (S, or None: every row's chunk is
-    whole); bias [B,1,S,T] (0 = may attend, -inf = left padding; None = no padding); rope: (cos, sin) [B,1,S,D] to
+    seqlens_k [B] int32 (T - 1), total [] int32 (T); bias [B,1,S,T] (0 = may attend, -inf = left padding; None = no padding); rope: (cos, sin) [B,1,S,D] to
     rotate q and k before the op, or rotary: (cos, sin) [max positions, D/2] caches the op rotates with itself
     (position of query row s = P + s); grow: the present outputs are the past plus this call's positions."""
     seqlens_k: torch.Tensor
     total: torch.Tensor
-    query_seqlens: torch.Tensor | None = None
     bias: torch.Tensor | None = None
     rope: tuple | None = None
     rotary: tuple | None = None
@@ -52,8 +50,8 @@ class Positions:
 
 def attend(q, k, v, cache_k, cache_v, pos: Positions, num_heads: int, kv_num_heads: int, scale: float):
     cos, sin = pos.rotary if pos.rotary is not None else (None, None)
-    return group_query_attention(q, k, v, cache_k, cache_v, pos.seqlens_k, pos.total, pos.query_seqlens, pos.bias,
-                                 cos, sin, num_heads, kv_num_heads, scale, pos.grow)
+    return group_query_attention(q, k, v, cache_k, cache_v, pos.seqlens_k, pos.total, pos.bias, cos, sin, num_heads,
+                                 kv_num_heads, scale, pos.grow)
 
 
 def _rotate(x, cos_cache, sin_cache, start: int):
@@ -67,16 +65,17 @@ def _rotate(x, cos_cache, sin_cache, start: int):
 @torch.library.custom_op("qwen3_tts::group_query_attention", mutates_args=())
 def group_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_k: torch.Tensor,
                           cache_v: torch.Tensor, seqlens_k: torch.Tensor, total: torch.Tensor,
-                          query_seqlens: torch.Tensor | None, bias: torch.Tensor | None,
+                          bias: torch.Tensor | None,
                           cos_cache: torch.Tensor | None, sin_cache: torch.Tensor | None, num_heads: int,
                           kv_num_heads: int, scale: float, grow: bool
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     b, s, _ = q.shape
     t, d = int(total), cache_k.shape[-1]
     past = t - s
-    # the cases this project uses: every row has the same T, every row's chunk is whole
-    if not (bool((seqlens_k == t - 1).all()) and (query_seqlens is None or bool((query_seqlens == s).all()))):
-        raise NotImplementedError("the reference covers rows of equal length with whole chunks only")
+    # the cases this project uses: every row has the same T (padding is in the bias), and several new positions
+    # after a past only in a batch of one (ONNX Runtime before 1.32 takes no query_seqlens, which batches need)
+    if not bool((seqlens_k == t - 1).all()) or (past > 0 and s > 1 and b > 1):
+        raise NotImplementedError("the reference covers rows of equal length, and S > 1 after a past for B = 1")
     q, k = q.view(b, s, num_heads, d), k.view(b, s, kv_num_heads, d)
     if cos_cache is not None:
         q, k = _rotate(q, cos_cache, sin_cache, past), _rotate(k, cos_cache, sin_cache, past)
@@ -100,8 +99,8 @@ def group_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cac
 
 
 @group_query_attention.register_fake
-def _(q, k, v, cache_k, cache_v, seqlens_k, total, query_seqlens, bias, cos_cache, sin_cache, num_heads,
-      kv_num_heads, scale, grow):
+def _(q, k, v, cache_k, cache_v, seqlens_k, total, bias, cos_cache, sin_cache, num_heads, kv_num_heads, scale,
+      grow):
     if grow:
         shape = (cache_k.shape[0], cache_k.shape[1], cache_k.shape[2] + q.shape[1], cache_k.shape[3])
         return torch.empty_like(q), cache_k.new_empty(shape), cache_v.new_empty(shape)
@@ -112,12 +111,13 @@ _INPUTS = (("query", "T"), ("key", "T"), ("value", "T"), ("past_key", "T"), ("pa
            ("seqlens_k", "M"), ("total_sequence_length", "M"), ("cos_cache", "T"), ("sin_cache", "T"),
            ("position_ids", "tensor(int64)"), ("attention_bias", "T"), ("head_sink", "T"),
            ("k_scale", "tensor(float)"), ("v_scale", "tensor(float)"), ("q_norm_weight", "T"),
-           ("k_norm_weight", "T"), ("query_seqlens", "M"))
+           ("k_norm_weight", "T"))
 _REQUIRED = ("query", "seqlens_k", "total_sequence_length")
 
 
 def register_schema() -> None:
-    """Declare GroupQueryAttention (the inputs ONNX Runtime 1.32 defines, in its order) to onnx, once."""
+    """Declare GroupQueryAttention (the inputs ONNX Runtime 1.31 defines, in its order; 1.32 appends query_seqlens,
+    which these graphs do not use, so that onnxruntime-gpu 1.31 runs them) to onnx, once."""
     import onnx
     from onnx.defs import OpSchema
 
@@ -135,15 +135,15 @@ def register_schema() -> None:
                     attr("scale", OpSchema.AttrType.FLOAT, ""), attr("do_rotary", OpSchema.AttrType.INT, "")]))
 
 
-def _onnx(q, k, v, cache_k, cache_v, seqlens_k, total, query_seqlens, bias, cos_cache, sin_cache,
-          num_heads: int, kv_num_heads: int, scale: float, grow: bool):
+def _onnx(q, k, v, cache_k, cache_v, seqlens_k, total, bias, cos_cache, sin_cache, num_heads: int,
+          kv_num_heads: int, scale: float, grow: bool):
     """The contrib node; `grow` needs nothing of it (its present outputs are T long whenever the past is P long)."""
     import onnxscript
 
     gqa = onnxscript.values.Opset(DOMAIN, 1).GroupQueryAttention
-    return gqa(q, k, v, cache_k, cache_v, seqlens_k, total, cos_cache, sin_cache, None, bias, None, None, None,
-               None, None, query_seqlens, num_heads=num_heads, kv_num_heads=kv_num_heads, scale=scale,
-               do_rotary=int(cos_cache is not None), _outputs=3)
+    return gqa(q, k, v, cache_k, cache_v, seqlens_k, total, cos_cache, sin_cache, None, bias,
+               num_heads=num_heads, kv_num_heads=kv_num_heads, scale=scale, do_rotary=int(cos_cache is not None),
+               _outputs=3)
 
 
 def translation_table() -> dict:

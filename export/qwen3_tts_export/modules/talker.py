@@ -43,7 +43,7 @@ class Talker(nn.Module):
         bias = torch.zeros(mask.shape, dtype=inputs_embeds.dtype).masked_fill(~mask, float("-inf")).unsqueeze(1)
         b = inputs_embeds.shape[0]
         pos = Positions(torch.full((b,), total - 1, dtype=torch.int32), torch.full((), total, dtype=torch.int32),
-                        query_seqlens=torch.full((b,), s, dtype=torch.int32), bias=bias, rope=(cos, sin))
+                        bias=bias, rope=(cos, sin))
         x = inputs_embeds
         present = []
         for i, layer in enumerate(self.layers):
