@@ -33,8 +33,8 @@ ATOL = 1e-4
 # Bumped when a graph's insides change but its contract (FORMAT_VERSION) does not: older exports still run, only
 # slower, and `scripts/bench.py` re-exports the ones it caches. 2: the speech decoder's transposed convolutions in
 # polyphase form. 3: the code predictor's attention through GroupQueryAttention (RoPE inside it), its sampler
-# behind If nodes.
-GRAPH_REVISION = 3
+# behind If nodes. 4: the talker's attention without query_seqlens (runs on onnxruntime 1.31).
+GRAPH_REVISION = 4
 TWO_GB = 2 * 1024**3
 AUTO = torch.export.Dim.AUTO
 
