@@ -55,15 +55,18 @@ def _weight_matmuls(model, keep: tuple) -> tuple[list, list]:
     return [n.name for n in on_weights if n.name not in kept], kept
 
 
+def _subgraphs(node):
+    """The graphs a node holds (an If's branches)."""
+    for a in node.attribute:
+        yield from ([a.g] if a.type == a.GRAPH else []) + list(a.graphs)
+
+
 def _all_nodes(graph):
     """Every node of `graph`, those inside If branches (the sampler's) included."""
     for n in graph.node:
         yield n
-        for a in n.attribute:
-            if a.type == a.GRAPH:
-                yield from _all_nodes(a.g)
-            for g in a.graphs:
-                yield from _all_nodes(g)
+        for g in _subgraphs(n):
+            yield from _all_nodes(g)
 
 
 def _read_fp32_in_branches(model) -> None:
@@ -76,22 +79,16 @@ def _read_fp32_in_branches(model) -> None:
                if n.op_type == "Cast" and n.name.endswith("_cast_to_fp16_node")
                and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in n.attribute)}
 
-    def fix(graph, outer: set) -> None:
-        local = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
-        local |= {i.name for i in graph.initializer}
+    def fix(graph, outer: set) -> None:  # rewrites reads of outer values only, so the main graph keeps its own
+        local = {o for n in graph.node for o in n.output} | {i.name for i in (*graph.input, *graph.initializer)}
         for n in graph.node:
             for i, name in enumerate(n.input):
                 if name in to_fp16 and name not in local and name in outer:
                     n.input[i] = to_fp16[name]
-            for a in n.attribute:
-                for g in ([a.g] if a.type == a.GRAPH else []) + list(a.graphs):
-                    fix(g, outer | local)
+            for g in _subgraphs(n):
+                fix(g, outer | local)
 
-    top = {o for n in model.graph.node for o in n.output}
-    for n in model.graph.node:
-        for a in n.attribute:
-            for g in ([a.g] if a.type == a.GRAPH else []) + list(a.graphs):
-                fix(g, top)
+    fix(model.graph, set())
 
 
 def _drop_repeated_nodes(model) -> None:
