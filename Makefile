@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 MODEL ?=
 PRECISION ?= fp32
-OUT ?= artifacts/$(notdir $(patsubst %/,%,$(MODEL)))$(if $(filter-out fp32,$(PRECISION)),-$(PRECISION))
+DECODER ?= fp32
+OUT ?= artifacts/$(notdir $(patsubst %/,%,$(MODEL)))$(if $(filter-out fp32,$(PRECISION)),-$(PRECISION))$(if $(filter-out fp32,$(DECODER)),-dec-$(DECODER))
 
 .PHONY: install export test demo bench bench-quick
 
@@ -18,8 +19,8 @@ install:
 	$(BIN)/pip install --quiet --no-deps qwen-tts==0.1.1
 
 export:
-	@test -n "$(MODEL)" || { echo "usage: make export MODEL=<hub id or checkpoint dir> [OUT=<dir>] [PRECISION=fp32|int8|int4|fp16]"; exit 2; }
-	$(BIN)/python -m qwen3_tts_export --model "$(MODEL)" --out "$(OUT)" --precision "$(PRECISION)"
+	@test -n "$(MODEL)" || { echo "usage: make export MODEL=<hub id or checkpoint dir> [OUT=<dir>] [PRECISION=fp32|int8|int4|fp16] [DECODER=fp32|int8]"; exit 2; }
+	$(BIN)/python -m qwen3_tts_export --model "$(MODEL)" --out "$(OUT)" --precision "$(PRECISION)" --decoder "$(DECODER)"
 
 test:
 	$(BIN)/python -m pytest -q -n 2 --dist load tests

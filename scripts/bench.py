@@ -1,11 +1,12 @@
 """Benchmarks against the official qwen-tts, same run, same machine, alternating runs, medians.
 
-    .venv/bin/python scripts/bench.py [--quick] [--sizes 0b6,1b7] [--variants fp32,int8,int4] [--frames 100]
+    .venv/bin/python scripts/bench.py [--quick] [--sizes 0b6,1b7] [--variants fp32,int8,int4,int4-dec8] [--frames 100]
                                       [--threads 2] [--repeats 3] [--work artifacts/bench] [--json out.json]
                                       [--record BENCHMARKS.md] [--base | --no-base]
 
 Builds full-size random CustomVoice checkpoints from the real configs (EOS logit zeroed, so every run generates
-exactly --frames frames), exports fp32 once and each quantized variant from it (cached under --work), then times:
+exactly --frames frames), exports fp32 once and each quantized variant from it (cached under --work; a name with
+-dec8, such as int4-dec8, also has the int8 speech decoder of precision.py), then times:
   - the generation loop (prompt prefill + frames, greedy, Ryan, English): official `model.generate` vs our
     `generate_codes`, per variant; time per talker step and per code predictor frame (ours, from session timings);
   - the speech decoder per frame: official `speech_tokenizer.decode` vs ours (windowed, the default);
@@ -165,6 +166,13 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
 
 
+def precisions(variant: str) -> tuple[str, str]:
+    """A variant's name -> (precision of the talker and code predictor, of the speech decoder): int4-dec8 ->
+    (int4, int8)."""
+    precision, _, decoder = variant.partition("-dec")
+    return precision, f"int{decoder}" if decoder else "fp32"
+
+
 def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -> tuple[Path, dict]:
     from qwen3_tts_export.export import GRAPH_REVISION, export_all
     from qwen3_tts_export.precision import make_variant
@@ -193,9 +201,11 @@ def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -
         if v == "fp32":
             continue
         arts[v] = root / v
-        if not fresh(arts[v]) or json.loads((arts[v] / C.MANIFEST).read_text()).get("precision") != v:
+        precision, decoder = precisions(v)
+        if not fresh(arts[v]) or [json.loads((arts[v] / C.MANIFEST).read_text()).get(k, "fp32") for k in
+                                  ("precision", "decoder_precision")] != [precision, decoder]:
             t = time.time()
-            make_variant(arts["fp32"], arts[v], v)
+            make_variant(arts["fp32"], arts[v], precision, decoder)
             _log(f"{v} variant: {time.time() - t:.0f} s")
     return ckpt, arts
 
@@ -441,7 +451,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--sizes", default=None, help="comma list of CustomVoice sizes 0b6, 1b7, or '' for none (default: 0b6,1b7; --quick: 0b6)")
-    p.add_argument("--variants", default=None, help="comma list of fp32, int8, int4 (default all; --quick: fp32,int4)")
+    p.add_argument("--variants", default=None,
+                   help="comma list of fp32, int8, int4, each optionally with -dec8 (the int8 speech decoder) "
+                        "(default fp32,int8,int4,int4-dec8; --quick: fp32,int4)")
     p.add_argument("--base", action=argparse.BooleanOptionalAction, default=None,
                    help="also time 0.6B Base ICL voice cloning (default: on, off with --quick)")
     p.add_argument("--load-per-round", action="store_true",
@@ -459,7 +471,7 @@ def main(argv=None) -> int:
     p.add_argument("--record", help="append the table to this Markdown file (e.g. BENCHMARKS.md)")
     a = p.parse_args(argv)
     a.sizes = [x for x in (a.sizes if a.sizes is not None else ("0b6" if a.quick else "0b6,1b7")).split(",") if x]
-    a.variants = (a.variants or ("fp32,int4" if a.quick else "fp32,int8,int4")).split(",")
+    a.variants = (a.variants or ("fp32,int4" if a.quick else "fp32,int8,int4,int4-dec8")).split(",")
     if "fp32" not in a.variants:
         a.variants.insert(0, "fp32")
     a.frames = a.frames or (12 if a.quick else 100)

@@ -1,4 +1,5 @@
-"""python -m qwen3_tts_export --model <hub id or checkpoint dir> --out <artifacts dir> [--precision fp32|int8|int4|fp16]"""
+"""python -m qwen3_tts_export --model <hub id or checkpoint dir> --out <artifacts dir> [--precision fp32|int8|int4|fp16]
+[--decoder fp32|int8]"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import sys
 
 from .checkpoint import CheckpointError
 from .export import ExportCheckError, export_all
-from .precision import PRECISIONS, make_variant
+from .precision import DECODER_PRECISIONS, PRECISIONS, make_variant
 
 
 def main(argv=None) -> int:
@@ -17,11 +18,14 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="int8/int4: the talker and code predictor weights as MatMulNBits (CPU); fp16: their weight "
                         "MatMuls in fp16 (CUDA). See precision.py")
+    p.add_argument("--decoder", default="fp32", choices=DECODER_PRECISIONS,
+                   help="int8: the speech decoder's convolutions in int8, calibrated at export (CPU; faster, with a "
+                        "loss: see precision.py and BENCHMARKS.md); default fp32")
     a = p.parse_args(argv)
     try:
         export_all(a.model, a.out, seed=a.seed)
-        if a.precision != "fp32":
-            make_variant(a.out, a.out, a.precision)
+        if a.precision != "fp32" or a.decoder != "fp32":
+            make_variant(a.out, a.out, a.precision, a.decoder)
     except (CheckpointError, ExportCheckError) as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 2

@@ -1,10 +1,10 @@
 """Reduced-precision variants of an fp32 export, made with ONNX Runtime's own tools.
 
-    python -m qwen3_tts_export.precision --src artifacts/X --out artifacts/X-int4 --precision int4
+    python -m qwen3_tts_export.precision --src artifacts/X --out artifacts/X-int4 --precision int4 [--decoder int8]
 
-Only the talker and the code predictor change; the text embedder, the speech decoder and the encoders stay fp32,
-and so do the embeddings (Gather) and the output heads (talker codec_head, code predictor heads), which decide
-the tokens. Graph inputs and outputs do not change (fp32), except the fp16 variant's KV cache (fp16, recorded as
+`precision` changes the talker and the code predictor; the text embedder and the encoders stay fp32, and so do
+the embeddings (Gather) and the output heads (talker codec_head, code predictor heads), which decide the tokens.
+The speech decoder stays fp32 unless `decoder` asks for int8 (below). Graph inputs and outputs do not change (fp32), except the fp16 variant's KV cache (fp16, recorded as
 `kv_cache_dtype` in the manifest's config, which the runtime allocates accordingly); the manifest records the
 precision.
 
@@ -18,6 +18,18 @@ precision.
 
 fp16 keeps fp32 where fp16 overflows (LESSONS.md): the 0.6B code predictor's MLP down-projection, whose activation
 peaks near twice the fp16 maximum, stays fp32 (the 1.7B has six times the headroom and gets fp16).
+
+    decoder     speech_decoder becomes                            meant for
+    int8        every Conv as int8 (QDQ: per-channel symmetric    CPU: ONNX Runtime fuses each into a QLinearConv
+                int8 weights, uint8 activations with ranges       on its integer matrix-product kernels (VNNI,
+                calibrated on the fp32 decoder's own              AMX); 1.5x the fp32 decoder on the Intel bench
+                activations); everything else fp32                machine, with a loss the SNR guard states
+
+The convolution stack is nearly all of the decoder's work (5 GFLOP per frame at full size) and the fp32 decoder
+runs at its compute floor, so int8 convolutions are the only lever left on the CPU. Each quantized activation adds
+rounding noise, and a random-weight decoder amplifies early noise through its four upsampling blocks: the measured
+SNR against fp32 is in BENCHMARKS.md and tests/test_precision.py; no real checkpoint could be measured here. Opt-in
+for that reason (`make export ... DECODER=int8`), never the default.
 """
 from __future__ import annotations
 
@@ -34,7 +46,11 @@ from qwen3_tts_onnx.artifacts import sha256_file
 from .export import TWO_GB
 
 PRECISIONS = ("fp32", "int8", "int4", "fp16")
+DECODER_PRECISIONS = ("fp32", "int8")
 CONVERTED_GRAPHS = ("talker", "code_predictor")
+# int8 decoder: random code sequences (frames each) whose decode gives the activation ranges; random codes
+# exercise every codebook entry, and speech codes are a subset of them
+CALIBRATION_FRAMES = (50, 50)
 BLOCK_SIZE = 128
 ACCURACY_LEVEL = 4  # MatMulNBits computes with int8 activations (AVX-512 VNNI / AVX2 here)
 KEEP_FP32 = ("codec_head", "heads.")  # output heads: weights whose MatMul stays fp32
@@ -162,6 +178,53 @@ def fp16_graph(src: Path, dst: Path, keep: tuple) -> dict:
     return {"matmuls_fp16": len(converted), "matmuls_kept_fp32": len(kept), "kept_fp32": list(keep)}
 
 
+def int8_decoder_graph(src: Path, dst: Path, layout: dict, seed: int = 0) -> dict:
+    """int8 decoder: every Conv of the speech_decoder graph quantized statically (ONNX Runtime's quantize_static,
+    QDQ format), activation ranges (min/max) from the fp32 graph decoding random codes the way the runtime does
+    (calls of STEP_FRAMES frames, the state carried), so the calibrated activations include the state inputs."""
+    import numpy as np
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from qwen3_tts_onnx import sessions
+    from qwen3_tts_onnx.decode import SpeechDecoder
+
+    class Recorder:  # the session as SpeechDecoder drives it, keeping each call's feeds
+        def __init__(self, session):
+            self.session, self.feeds = session, []
+
+        def run(self, names, feeds):
+            self.feeds.append(dict(feeds))
+            return self.session.run(names, feeds)
+
+    rec = Recorder(sessions.create(src, ["CPUExecutionProvider"]))
+    decoder = SpeechDecoder(rec, layout)
+    rng = np.random.default_rng(seed)
+    for frames in CALIBRATION_FRAMES:
+        decoder.feed(rng.integers(0, C.CODEBOOK_SIZE, (frames, C.NUM_CODE_GROUPS)), decoder.new_state())
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.calls = iter(rec.feeds)
+
+        def get_next(self):
+            return next(self.calls, None)
+
+    convs = sum(n.op_type == "Conv" for n in onnx.load(str(src), load_external_data=False).graph.node)
+    for stale in (dst, dst.with_name(dst.name + ".data")):
+        stale.unlink(missing_ok=True)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.ERROR)  # quantize_static advises shape pre-processing on the root logger: not needed
+    try:
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+    finally:
+        root.setLevel(level)
+    return {"convs_int8": convs, "calibration_calls": len(rec.feeds), "calibration_frames": list(CALIBRATION_FRAMES),
+            "weights": "int8 per channel, symmetric", "activations": "uint8 per tensor, min/max calibrated"}
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     dst.unlink(missing_ok=True)
     try:
@@ -170,17 +233,23 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def make_variant(src: str | Path, out: str | Path, precision: str) -> dict:
-    """A copy of the fp32 export in `src` with the talker and code predictor at `precision`; returns the manifest."""
+def make_variant(src: str | Path, out: str | Path, precision: str, decoder: str = "fp32") -> dict:
+    """A copy of the fp32 export in `src` with the talker and code predictor at `precision` and the speech decoder
+    at `decoder`; returns the manifest."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if decoder not in DECODER_PRECISIONS:
+        raise ValueError(f"decoder must be one of {DECODER_PRECISIONS}, got {decoder!r}")
     src, out = Path(src), Path(out)
     manifest = json.loads((src / C.MANIFEST).read_text())
-    if manifest.get("precision", "fp32") != "fp32":
-        raise ValueError(f"{src} is a {manifest['precision']} export; make variants from the fp32 export")
+    if manifest.get("precision", "fp32") != "fp32" or manifest.get("decoder_precision", "fp32") != "fp32":
+        raise ValueError(f"{src} is a {manifest['precision']} export (decoder "
+                         f"{manifest.get('decoder_precision', 'fp32')}); make variants from the fp32 export")
     out.mkdir(parents=True, exist_ok=True)
     (out / C.MANIFEST).unlink(missing_ok=True)
     replaced = {manifest["graphs"][g]["file"] for g in CONVERTED_GRAPHS} if precision != "fp32" else set()
+    if decoder != "fp32":
+        replaced.add(manifest["graphs"]["speech_decoder"]["file"])
     for name in manifest["files"]:
         if name not in replaced and name.removesuffix(".data") not in replaced and src != out:
             _link_or_copy(src / name, out / name)
@@ -196,12 +265,19 @@ def make_variant(src: str | Path, out: str | Path, precision: str) -> dict:
             checks[g] = quantize_graph(src / f, out / f, int(precision[3:]))
             _log(f"{g}: {checks[g]['matmuls_quantized']} MatMuls -> {precision}, "
                  f"{checks[g]['matmuls_kept_fp32']} output heads kept fp32")
+    if decoder == "int8":
+        f = manifest["graphs"]["speech_decoder"]["file"]
+        tmp = out / (f + ".int8.tmp")  # src and out may be one directory
+        checks["speech_decoder"] = int8_decoder_graph(src / f, tmp, manifest["config"]["speech_decoder_state"])
+        tmp.replace(out / f)
+        _log(f"speech_decoder: {checks['speech_decoder']['convs_int8']} Convs -> int8")
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != C.MANIFEST)
     manifest["files"] = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files}
     if precision == "fp16":  # the talker's KV cache is fp16 now: the contract says so, and the manifest
         manifest["config"]["kv_cache_dtype"] = "float16"
         manifest["graphs"]["talker"] = C.graph_specs(manifest["config"])["talker"].to_json()
     manifest["precision"] = precision
+    manifest["decoder_precision"] = decoder
     manifest["precision_details"] = checks
     (out / C.MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     _log(f"wrote {out / C.MANIFEST}")
@@ -213,8 +289,9 @@ def main(argv=None) -> None:
     p.add_argument("--src", required=True, help="an fp32 export (directory with manifest.json)")
     p.add_argument("--out", required=True, help="where to write the variant (may equal --src: in place)")
     p.add_argument("--precision", required=True, choices=PRECISIONS)
+    p.add_argument("--decoder", default="fp32", choices=DECODER_PRECISIONS)
     a = p.parse_args(argv)
-    make_variant(a.src, a.out, a.precision)
+    make_variant(a.src, a.out, a.precision, a.decoder)
 
 
 if __name__ == "__main__":
