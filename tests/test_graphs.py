@@ -63,11 +63,20 @@ def test_code_predictor_greedy(models, name):
                                              return_dict_in_generate=True).sequences
         embeds = [e0] + [talker.code_predictor.model.codec_embedding[j](seq[:, j]) for j in range(15)]
         want_next = (torch.stack(embeds, 1).sum(1) + text).numpy()[:, None, :]  # the talker's next inputs_embeds
-    codes, nxt = _session(m, "code_predictor").run(None, {
-        "past_hidden": past_hidden.numpy(), "token": token.numpy(), "text_embed": text.numpy(),
-        "noise": np.random.default_rng(0).random((b, 15), dtype=np.float32), "do_sample": np.array(False),
-        "temperature": np.array(0.9, np.float32), "top_k": np.array(50), "top_p": np.array(1.0, np.float32)})
+    # group 0 is sampled in the graph: logits whose argmax is `token` pick it (greedy)
+    logits = np.random.default_rng(1).standard_normal((b, 3072)).astype(np.float32)
+    logits[np.arange(b), token.numpy()] = 20.0
+    seen = np.zeros((b, 3072), bool)
+    options = {"do_sample": np.array(False), "temperature": np.array(0.9, np.float32), "top_k": np.array(50),
+               "top_p": np.array(1.0, np.float32)}
+    codes, nxt, seen_next = _session(m, "code_predictor").run(None, {
+        "past_hidden": past_hidden.numpy(), "logits": logits, "seen": seen, "step": np.array(3),
+        "finished": np.zeros(b, bool), "text_embed": text.numpy(),
+        "noise": np.random.default_rng(0).random((b, 16), dtype=np.float32),
+        **{"group0_" + k: v for k, v in options.items()}, "repetition_penalty": np.array(1.05, np.float32),
+        **options})
     np.testing.assert_array_equal(codes[:, 0], token.numpy())
+    np.testing.assert_array_equal(np.flatnonzero(seen_next[0]), [token[0]])
     np.testing.assert_array_equal(codes[:, 1:], seq.numpy())
     assert nxt.shape == want_next.shape and np.abs(nxt - want_next).max() <= TOL
 

@@ -8,7 +8,7 @@ from transformers.generation.logits_process import (LogitsProcessorList, Repetit
                                                     SuppressTokensLogitsProcessor, TemperatureLogitsWarper,
                                                     TopKLogitsWarper, TopPLogitsWarper)
 
-from qwen3_tts_export.modules.sampling import sample_token
+from qwen3_tts_export.modules.sampling import group0_scores, sample_token
 from qwen3_tts_onnx.sampling import effective_top_k, process_group0, sample_from_logits
 
 
@@ -59,3 +59,20 @@ def test_group0_processing_equals_transformers():
     np.testing.assert_allclose(got, want, rtol=0, atol=0)
     early = process_group0(logits, generated, step=1, eos_id=eos, repetition_penalty=1.05)
     assert np.isneginf(early[:, eos]).all() and np.isfinite(got[:, eos]).all()
+
+
+@pytest.mark.parametrize("step", [0, 1, 2, 7])
+@pytest.mark.parametrize("penalty", [1.05, 1.0, 1.3])
+def test_group0_graph_processing_equals_numpy(step, penalty):
+    """The code predictor's in-graph group-0 processing (seen set as a [B, V] mask) is process_group0 exactly."""
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((4, 3072)) * 3).astype(np.float32)
+    generated = [[5, 5, 17, 2000, 2150], [], [2047, 3, 9], list(rng.integers(0, 2048, 40))]
+    seen = np.zeros((4, 3072), bool)
+    for row, ids in zip(seen, generated):
+        row[ids] = True
+    eos = 2150
+    want = process_group0(logits, generated, step, eos, penalty)
+    got = group0_scores(torch.from_numpy(logits), torch.from_numpy(seen), torch.tensor(step), torch.tensor(penalty,
+                        dtype=torch.float32), eos).numpy()
+    np.testing.assert_array_equal(got, want)

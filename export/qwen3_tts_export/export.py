@@ -34,7 +34,7 @@ ATOL = 1e-4
 # slower, and `scripts/bench.py` re-exports the ones it caches. 2: the speech decoder's transposed convolutions in
 # polyphase form. 3: the code predictor's attention through GroupQueryAttention (RoPE inside it), its sampler
 # behind If nodes. 4: the talker's attention without query_seqlens (runs on onnxruntime 1.31).
-GRAPH_REVISION = 4
+GRAPH_REVISION = 5
 TWO_GB = 2 * 1024**3
 AUTO = torch.export.Dim.AUTO
 
@@ -156,19 +156,24 @@ def export_talker(sd: dict, t: dict, spec: C.GraphSpec, out: Path, g: torch.Gene
 
 
 def _predictor_args(h: int, g: torch.Generator):
-    def args(b: int, sample: bool):
-        return (torch.randn(b, h, generator=g), torch.randint(0, C.CODEBOOK_SIZE, (b,), generator=g),
-                torch.randn(b, h, generator=g), torch.rand(b, C.NUM_CODE_GROUPS - 1, generator=g),
-                torch.tensor(sample), torch.tensor(0.9), torch.tensor(50, dtype=torch.int64), torch.tensor(0.8))
+    def args(b: int, sample: bool, step: int):
+        logits = torch.randn(b, C.TALKER_VOCAB, generator=g) * 3
+        seen = torch.rand(b, C.TALKER_VOCAB, generator=g) < 0.05
+        finished = torch.arange(b) == 1  # the second row (if any) is done: its group 0 must be EOS
+        options = (torch.tensor(sample), torch.tensor(0.9), torch.tensor(50, dtype=torch.int64), torch.tensor(0.8))
+        return (torch.randn(b, h, generator=g), logits, seen, torch.tensor(step, dtype=torch.int64), finished,
+                torch.randn(b, h, generator=g), torch.rand(b, C.NUM_CODE_GROUPS, generator=g), *options,
+                torch.tensor(1.05), *options)
 
     return args
 
 
 def export_code_predictor(sd: dict, t: dict, spec: C.GraphSpec, out: Path, g: torch.Generator) -> dict:
-    module = CodePredictor(sd, dict(t["code_predictor_config"])).eval()
-    ds = ({0: AUTO}, {0: AUTO}, {0: AUTO}, {0: AUTO}, None, None, None, None)
-    err = _export_checked(module, spec, out, _predictor_args(t["hidden_size"], g), (2, True),
-                          ((1, False), (3, False), (3, True)), ds, exact=("codes",))
+    module = CodePredictor(sd, dict(t["code_predictor_config"]), eos=t["codec_eos_token_id"]).eval()
+    ds = ({0: AUTO},) * 3 + (None, {0: AUTO}, {0: AUTO}, {0: AUTO}) + (None,) * 9
+    # checks: greedy and sampled, EOS blocked (step 0) and allowed (step 5), batches of 1 and 3
+    err = _export_checked(module, spec, out, _predictor_args(t["hidden_size"], g), (2, True, 3),
+                          ((1, False, 0), (3, False, 5), (3, True, 1)), ds, exact=("codes", "seen_next"))
     return {"max_abs_vs_torch": err}
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-FORMAT_VERSION = 5  # 2: the speech decoder carries its streaming state; 3: next_embed is [batch, 1, hidden];
+FORMAT_VERSION = 6  # 2: the speech decoder carries its streaming state; 3: next_embed is [batch, 1, hidden];
                     # 4: speech_decoder_context (frames whose samples are not needed skip the convolution stack);
-                    # 5: the talker's KV cache is a buffer of some capacity that it writes in place
+                    # 5: the talker's KV cache is a buffer of some capacity that it writes in place;
+                    # 6: the code predictor samples group 0 from the talker's logits
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 
@@ -96,23 +97,35 @@ def talker_spec(hidden: int, num_layers: int, num_kv_heads: int, head_dim: int, 
     return GraphSpec("talker", "talker.onnx", tuple(inputs), tuple(outputs))
 
 
+def _sampler_options(prefix: str) -> tuple:
+    return (TensorSpec(prefix + "do_sample", "bool", ()), TensorSpec(prefix + "temperature", "float32", ()),
+            TensorSpec(prefix + "top_k", "int64", ()), TensorSpec(prefix + "top_p", "float32", ()))
+
+
 def code_predictor_spec(hidden: int) -> GraphSpec:
-    """One run per frame: groups 1..15 from the talker's hidden state and the group-0 code, sampled in-graph from
-    host noise (`noise[:, j]` draws group j + 1), plus the next talker input: the sum of the 16 group embeddings
-    plus `text_embed` (the text-track vector for the next position), shaped as the talker's `inputs_embeds` so that it
-    feeds the next talker step as it is, on the device."""
+    """One run per frame: group 0 sampled from the talker's logits as the official loop does (repetition penalty on
+    `seen`, the ids each row generated so far; EOS blocked while `step` < 2; control ids suppressed; EOS forced for
+    `finished` rows), then groups 1..15 from the talker's hidden state, all drawn in-graph from host noise
+    (`noise[:, j]` draws group j) with their own options (`group0_*` and `repetition_penalty` for group 0, the
+    unprefixed ones for the sub-talker); plus `seen_next` (seen with this frame's group 0) and the next talker input:
+    the sum of the 16 group embeddings plus `text_embed` (the text-track vector for the next position), shaped as
+    the talker's `inputs_embeds` so that it feeds the next talker step as it is, on the device. The talker's logits
+    stay on the device; the host reads the codes."""
     return GraphSpec(
         "code_predictor", "code_predictor.onnx",
         (TensorSpec("past_hidden", "float32", ("batch", hidden)),
-         TensorSpec("token", "int64", ("batch",)),
+         TensorSpec("logits", "float32", ("batch", TALKER_VOCAB)),
+         TensorSpec("seen", "bool", ("batch", TALKER_VOCAB)),
+         TensorSpec("step", "int64", ()),
+         TensorSpec("finished", "bool", ("batch",)),
          TensorSpec("text_embed", "float32", ("batch", hidden)),
-         TensorSpec("noise", "float32", ("batch", NUM_CODE_GROUPS - 1)),
-         TensorSpec("do_sample", "bool", ()),
-         TensorSpec("temperature", "float32", ()),
-         TensorSpec("top_k", "int64", ()),
-         TensorSpec("top_p", "float32", ())),
+         TensorSpec("noise", "float32", ("batch", NUM_CODE_GROUPS)),
+         *_sampler_options("group0_"),
+         TensorSpec("repetition_penalty", "float32", ()),
+         *_sampler_options("")),
         (TensorSpec("codes", "int64", ("batch", NUM_CODE_GROUPS)),
-         TensorSpec("next_embed", "float32", ("batch", 1, hidden))))
+         TensorSpec("next_embed", "float32", ("batch", 1, hidden)),
+         TensorSpec("seen_next", "bool", ("batch", TALKER_VOCAB))))
 
 
 def text_embedder_spec(hidden: int) -> GraphSpec:

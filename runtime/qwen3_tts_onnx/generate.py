@@ -1,24 +1,26 @@
-"""The frame loop: talker step -> group-0 sampling -> code predictor, until EOS or the token budget.
+"""The frame loop: talker step -> code predictor (group 0 sampled, then groups 1-15), until EOS or the token budget.
 
     prompt embeds ─► talker (empty past = prefill) ─► logits, hidden ─┐
          ┌───────────────────────────────────────────────────────────┘
          ▼
-    sample g0 (sampling.py) ── EOS / budget? ─► stop
-         │
+    code_predictor(logits, seen, hidden, trailing text, noise) ─► codes of this frame [B,16] (group 0 first),
+         │                                                        seen_next, next talker input
          ▼
-    code_predictor(hidden, g0, trailing text) ─► codes of this frame [B,16], next talker input
+    host: group 0 EOS / budget? ─► stop;  else yield the codes
          │
          ▼
     talker(next input, KV cache) ─► logits, hidden ─► (loop)
 
 As in the official loop, N sampled group-0 tokens give N-1 frames: the last token (EOS, or the one that hits
-max_new_tokens) never gets its residual groups. Finished rows of a batch keep running, fed EOS, as transformers
-does; their frames past EOS are dropped.
+max_new_tokens) never gets its residual groups (the graph computes them with the token, they are dropped).
+Finished rows of a batch keep running, fed EOS, as transformers does; their frames past EOS are dropped.
 
-Where the tensors live: the KV cache, the talker's hidden state and the next talker input stay on the sessions'
-device (the GPU under CUDA) from one call to the next, through IO bindings (`BoundSession`); only the logits and
-the frame's codes come to the host, where group 0 is sampled. On the CPU the outputs are numpy arrays that ONNX
-Runtime writes in place (a talker step costs the same as with `session.run`, measured on the 0.6B int4 talker).
+Where the tensors live: the KV cache, the talker's logits and hidden state, the repetition-penalty set and the next
+talker input stay on the sessions' device (the GPU under CUDA) from one call to the next, through IO bindings
+(`BoundSession`); only the frame's codes come to the host, once per frame. On the CPU the outputs are numpy arrays
+that ONNX Runtime writes in place (a talker step costs the same as with `session.run`, measured on the 0.6B int4
+talker). Sampling happens in the code predictor's graph (export's modules/sampling.py; the numpy statement of the
+same rules, which the tests hold the graph to, is sampling.py here).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import contracts as C
-from .sampling import effective_top_k, process_group0, sample_from_logits
+from .sampling import effective_top_k
 
 
 KV_HEADROOM = 256  # positions the KV cache first holds beyond the prompt (then it doubles as needed)
@@ -188,7 +190,7 @@ class FrameLoop:
         (frame_codes [B, 16], finished [B] bool) per frame; a finished row's codes are to be dropped."""
         b = embeds.shape[0]
         # bindings per run: the sessions are shared by concurrent runs (server threads), a binding is not
-        talker, code_predictor = bind(self.talker, host=("logits",)), bind(self.code_predictor, host=("codes",))
+        talker, code_predictor = bind(self.talker, host=()), bind(self.code_predictor, host=("codes",))
         budgets = np.full(b, opts.max_new_tokens) if budgets is None else np.asarray(budgets)
         stop = np.zeros(b, dtype=bool) if stop is None else stop
         cfg = self.cfg
@@ -197,31 +199,34 @@ class FrameLoop:
                         dtype=cfg.get("kv_cache_dtype", "float32"))
         logits, hidden = self._talker(talker, embeds, mask, pos, cache)
         lengths = mask.sum(axis=1)
-        generated: list[list[int]] = [[] for _ in range(b)]
         finished = np.zeros(b, dtype=bool)
-        top_k = effective_top_k(opts.top_k, logits.shape[-1])
-        cp_feeds = {"do_sample": np.array(bool(opts.subtalker_dosample)),
-                    "temperature": np.array(opts.subtalker_temperature, dtype=np.float32),
-                    "top_k": np.array(effective_top_k(opts.subtalker_top_k, C.CODEBOOK_SIZE), dtype=np.int64),
-                    "top_p": np.array(opts.subtalker_top_p, dtype=np.float32)}
+        seen = np.zeros((b, C.TALKER_VOCAB), dtype=bool)  # no group-0 id generated yet
+        options = {"group0_do_sample": np.array(bool(opts.do_sample)),
+                   "group0_temperature": np.array(opts.temperature, dtype=np.float32),
+                   "group0_top_k": np.array(effective_top_k(opts.top_k, C.TALKER_VOCAB), dtype=np.int64),
+                   "group0_top_p": np.array(opts.top_p, dtype=np.float32),
+                   "repetition_penalty": np.array(opts.repetition_penalty, dtype=np.float32),
+                   "do_sample": np.array(bool(opts.subtalker_dosample)),
+                   "temperature": np.array(opts.subtalker_temperature, dtype=np.float32),
+                   "top_k": np.array(effective_top_k(opts.subtalker_top_k, C.CODEBOOK_SIZE), dtype=np.int64),
+                   "top_p": np.array(opts.subtalker_top_p, dtype=np.float32)}
         for step in range(int(budgets.max())):
-            scores = process_group0(logits, generated, step, self.eos, opts.repetition_penalty)
-            u = np.array([r.random(dtype=np.float32) for r in rngs], dtype=np.float32)
-            token = sample_from_logits(scores, u, opts.do_sample, opts.temperature, top_k, opts.top_p)
             finished |= stop
-            token = np.where(finished, self.eos, token)
-            for row, t in zip(generated, token):
-                row.append(int(t))
+            text = trailing[:, step] if step < trailing.shape[1] else np.broadcast_to(pad_embed, (b, pad_embed.shape[-1]))
+            noise = np.empty((b, C.NUM_CODE_GROUPS), dtype=np.float32)
+            for row, r in zip(noise, rngs):  # per row: group 0's uniform number, then the sub-talker's 15
+                row[0] = r.random(dtype=np.float32)
+                row[1:] = r.random(C.NUM_CODE_GROUPS - 1, dtype=np.float32)
+            out = code_predictor.run({
+                "past_hidden": hidden, "logits": logits, "seen": seen, "step": np.array(step, dtype=np.int64),
+                "finished": finished.copy(), "text_embed": np.ascontiguousarray(text, dtype=np.float32),
+                "noise": noise, **options}, {"batch": b})
+            codes, seen = out["codes"], out["seen_next"]
             # as in the official loop, the token that reaches a row's budget ends it without getting its frame
-            finished |= (token == self.eos) | (step >= budgets - 1)
+            finished |= (codes[:, 0] == self.eos) | (step >= budgets - 1)
             if finished.all():
                 return
-            text = trailing[:, step] if step < trailing.shape[1] else np.broadcast_to(pad_embed, (b, pad_embed.shape[-1]))
-            out = code_predictor.run({
-                "past_hidden": hidden, "token": token, "text_embed": np.ascontiguousarray(text, dtype=np.float32),
-                "noise": np.stack([r.random(C.NUM_CODE_GROUPS - 1, dtype=np.float32) for r in rngs]), **cp_feeds},
-                {"batch": b})
-            yield out["codes"], finished.copy()
+            yield codes, finished.copy()
             mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], axis=1)
             step_pos = (lengths + step).reshape(b, 1).astype(np.int64)
             logits, hidden = self._talker(talker, out["next_embed"], mask, step_pos, cache)

@@ -1,9 +1,12 @@
-"""Group-0 logits processing and sampling (host side), with the official semantics (SPEC §3.6 step 2).
+"""Group-0 logits processing and sampling with the official semantics (SPEC §3.6 step 2), stated in numpy.
 
 Order, as transformers 4.57.3 applies it: repetition penalty on the generated group-0 ids -> EOS blocked for the
 first `min_new_tokens` tokens -> ids 2048..3071 except EOS suppressed -> (sampling only) temperature -> top-k ->
-top-p -> draw. `sample_from_logits` is the numpy twin of the code predictor's in-graph sampler
-(`qwen3_tts_export/modules/sampling.py`); both draw by inverse CDF from one uniform number per token.
+top-p -> draw. The runtime samples inside the code predictor's graph (`qwen3_tts_export/modules/sampling.py`:
+`group0_scores`, `sample_token`), so that the talker's logits stay on the device; `process_group0` and
+`sample_from_logits` are that graph's rules in numpy, which tests/test_sampling.py holds equal to transformers'
+processors and to the graph. Both draw by inverse CDF from one uniform number per token. `effective_top_k` gives
+the graph its top-k.
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""The code predictor: groups 1..15 of one frame in one graph run, plus the talker's next input.
+"""The code predictor: group 0 sampled from the talker's logits, then groups 1..15, in one graph run per frame,
+plus the talker's next input.
 
-    past_hidden [B,H] ─┐
-    token (g0) ─► C ─e0┴► proj ─► layers (pos 0,1) ─► norm ─► head[0] ─► sample ─► g1 ─► C_1 ─► proj ─► layers (pos 2)
+    logits [B,3072], seen ─► group0_scores ─► sample ─► g0 (EOS for finished rows) ─► seen_next = seen ∪ {g0}
+    past_hidden [B,H] ─┐                                 │
+    g0 ────────────► C ─e0┴► proj ─► layers (pos 0,1) ─► norm ─► head[0] ─► sample ─► g1 ─► C_1 ─► proj ─► layers (pos 2)
         ─► head[1] ─► sample ─► g2 … ─► head[14] ─► g15                       (15 steps, unrolled, KV kept in-graph)
     next_embed = e0 + C_1(g1) + … + C_15(g15) + text_embed      [B,1,H]: the talker's next inputs_embeds
 
@@ -9,6 +11,8 @@
 nested `generate` with a fresh cache per frame (SPEC §3.7); step j uses embedding table j-1 and head j. Each layer's
 attention is one GroupQueryAttention node (modules/gqa.py) that rotates q and k itself and returns its keys and
 values grown by this step's positions; every position is known when tracing, so its inputs are constants.
+Sampling group 0 here rather than on the host keeps the talker's logits on the device: the host reads one thing per
+frame, the codes (noise[:, 0] draws group 0, noise[:, j] group j).
 """
 from __future__ import annotations
 
@@ -17,15 +21,16 @@ from torch import nn
 
 from .common import Linear, Qwen3Layer, RMSNorm, rope_cos_sin, rope_inv_freq
 from .gqa import Positions
-from .sampling import sample_token
+from .sampling import group0_scores, sample_token
 
 GROUPS = 16
 
 
 class CodePredictor(nn.Module):
-    def __init__(self, sd: dict, cfg: dict):
+    def __init__(self, sd: dict, cfg: dict, eos: int):
         super().__init__()
         p = "talker.code_predictor."
+        self.eos = eos
         self.kv, self.d = cfg["num_key_value_heads"], cfg["head_dim"]
         self.layers = nn.ModuleList(
             Qwen3Layer(sd, f"{p}model.layers.{i}.", cfg["num_attention_heads"], self.kv, self.d, cfg["rms_norm_eps"])
@@ -52,8 +57,14 @@ class CodePredictor(nn.Module):
             new_past += [k, v]
         return self.norm(x[:, -1]), new_past
 
-    def forward(self, past_hidden, token, text_embed, noise, do_sample, temperature, top_k, top_p):
+    def forward(self, past_hidden, logits, seen, step, finished, text_embed, noise, group0_do_sample,
+                group0_temperature, group0_top_k, group0_top_p, repetition_penalty, do_sample, temperature, top_k,
+                top_p):
         b = past_hidden.shape[0]
+        scores = group0_scores(logits, seen, step, repetition_penalty, self.eos)
+        token = sample_token(scores, noise[:, 0], group0_do_sample, group0_temperature, group0_top_k, group0_top_p)
+        token = torch.where(finished, torch.full((), self.eos, dtype=token.dtype), token)
+        seen_next = seen | (torch.arange(logits.shape[-1], device=logits.device) == token.unsqueeze(1))
         e0 = self.codec_embedding[token]
         empty = past_hidden.new_zeros((b, self.kv, 0, self.d))
         past = [empty] * (2 * len(self.layers))
@@ -62,9 +73,9 @@ class CodePredictor(nn.Module):
         for j in range(GROUPS - 1):
             h, past = self._run_layers(x, past, pos)
             pos += x.shape[1]
-            g = sample_token(self.heads[j](h), noise[:, j], do_sample, temperature, top_k, top_p)
+            g = sample_token(self.heads[j](h), noise[:, j + 1], do_sample, temperature, top_k, top_p)
             codes.append(g)
             e = self.group_embeddings[j][g]
             embed_sum = embed_sum + e
             x = self.proj(e.unsqueeze(1))
-        return torch.stack(codes, dim=1), (embed_sum + text_embed).unsqueeze(1)
+        return torch.stack(codes, dim=1), (embed_sum + text_embed).unsqueeze(1), seen_next

@@ -1,4 +1,6 @@
-"""In-graph sampling with the official warper semantics, driven by uniform noise from the host.
+"""In-graph sampling with the official warper semantics, driven by uniform noise from the host: group 0 (the
+talker's logits, processed as the official loop does: `group0_scores`) and groups 1-15, all in the code predictor's
+graph, so that the talker's logits never leave the device and a frame needs one read by the host (its codes).
 
 temperature -> top-k (keeps ties with the k-th value, as transformers' TopKLogitsWarper) -> top-p (bypassed when
 top_p >= 1, as transformers skips the warper) -> inverse-CDF draw with u in [0, 1). `do_sample` false gives the
@@ -46,6 +48,21 @@ def _sample(logits, u, temperature, top_k, top_p):
 
 def _greedy(logits, u, temperature, top_k, top_p):
     return logits.argmax(-1)
+
+
+MIN_NEW_TOKENS = 2  # EOS is blocked for the first two group-0 tokens (the official generate's min_new_tokens)
+SUPPRESS_FROM = 2048  # group-0 ids from here on are control tokens and speaker rows: suppressed, except EOS
+
+
+def group0_scores(logits, seen, step, repetition_penalty, eos: int):
+    """The talker's logits [B, V] as the official loop hands them to the warpers: the repetition penalty on the ids
+    generated so far (`seen` [B, V] bool; negative logits multiplied, positive divided), EOS blocked while `step` <
+    MIN_NEW_TOKENS, ids SUPPRESS_FROM.. except EOS suppressed. The runtime's numpy twin is
+    `qwen3_tts_onnx.sampling.process_group0`."""
+    s = torch.where(seen, torch.where(logits < 0, logits * repetition_penalty, logits / repetition_penalty), logits)
+    ids = torch.arange(logits.shape[-1], device=logits.device)
+    blocked = ((ids >= SUPPRESS_FROM) & (ids != eos)) | ((ids == eos) & (step < MIN_NEW_TOKENS))
+    return torch.where(blocked, torch.full((), float("-inf"), dtype=s.dtype), s)
 
 
 def sample_token(logits, u, do_sample, temperature, top_k, top_p):
