@@ -24,7 +24,7 @@ def main() -> None:
     a = p.parse_args()
     tts = Qwen3TTS.from_pretrained(a.artifacts, threads=a.threads)
     cfg = tts.cfg
-    talker = G.bind(tts.sessions["talker"], host=("logits",))
+    talker = G.bind(tts.sessions["talker"], host=())  # as the frame loop: outputs stay on the device
     rng = np.random.default_rng(0)
     for past in (int(x) for x in a.past.split(",")):
         cache = G.KVCache(cfg["num_hidden_layers"], 1, cfg["num_key_value_heads"], cfg["head_dim"], talker.device,

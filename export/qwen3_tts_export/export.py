@@ -33,7 +33,8 @@ ATOL = 1e-4
 # Bumped when a graph's insides change but its contract (FORMAT_VERSION) does not: older exports still run, only
 # slower, and `scripts/bench.py` re-exports the ones it caches. 2: the speech decoder's transposed convolutions in
 # polyphase form. 3: the code predictor's attention through GroupQueryAttention (RoPE inside it), its sampler
-# behind If nodes. 4: the talker's attention without query_seqlens (runs on onnxruntime 1.31).
+# behind If nodes. 4: the talker's attention without query_seqlens (runs on onnxruntime 1.31). 5: group 0 sampled
+# in the code predictor's graph (with FORMAT_VERSION 6, which changed its inputs).
 GRAPH_REVISION = 5
 TWO_GB = 2 * 1024**3
 AUTO = torch.export.Dim.AUTO
@@ -160,10 +161,11 @@ def _predictor_args(h: int, g: torch.Generator):
         logits = torch.randn(b, C.TALKER_VOCAB, generator=g) * 3
         seen = torch.rand(b, C.TALKER_VOCAB, generator=g) < 0.05
         finished = torch.arange(b) == 1  # the second row (if any) is done: its group 0 must be EOS
-        options = (torch.tensor(sample), torch.tensor(0.9), torch.tensor(50, dtype=torch.int64), torch.tensor(0.8))
+        group0 = (torch.tensor(sample), torch.tensor(0.8), torch.tensor(30, dtype=torch.int64), torch.tensor(0.9))
+        sub = (torch.tensor(sample), torch.tensor(0.9), torch.tensor(50, dtype=torch.int64), torch.tensor(0.8))
         return (torch.randn(b, h, generator=g), logits, seen, torch.tensor(step, dtype=torch.int64), finished,
-                torch.randn(b, h, generator=g), torch.rand(b, C.NUM_CODE_GROUPS, generator=g), *options,
-                torch.tensor(1.05), *options)
+                torch.randn(b, h, generator=g), torch.rand(b, C.NUM_CODE_GROUPS, generator=g), *group0,
+                torch.tensor(1.05), *sub)
 
     return args
 

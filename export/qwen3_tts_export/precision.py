@@ -20,7 +20,7 @@ fp16 keeps fp32 where fp16 overflows (LESSONS.md): the 0.6B code predictor's MLP
 peaks near twice the fp16 maximum, stays fp32 (the 1.7B has six times the headroom and gets fp16).
 
     decoder     speech_decoder becomes                            meant for
-    int8        every Conv as int8 (QDQ: per-channel symmetric    CPU: ONNX Runtime fuses each into a QLinearConv
+    int8        the Convs as int8 (QDQ: per-channel symmetric    CPU: ONNX Runtime fuses each into a QLinearConv
                 int8 weights, uint8 activations with ranges       on its integer matrix-product kernels (VNNI,
                 calibrated on the fp32 decoder's own              AMX); 1.5x the fp32 decoder on the Intel bench
                 activations); everything else fp32                machine, with a loss the SNR guard states
@@ -178,10 +178,26 @@ def fp16_graph(src: Path, dst: Path, keep: tuple) -> dict:
     return {"matmuls_fp16": len(converted), "matmuls_kept_fp32": len(kept), "kept_fp32": list(keep)}
 
 
-def int8_decoder_graph(src: Path, dst: Path, layout: dict, seed: int = 0) -> dict:
-    """int8 decoder: every Conv of the speech_decoder graph quantized statically (ONNX Runtime's quantize_static,
+class _DropPreprocessingAdvice(logging.Filter):
+    """quantize_static advises shape pre-processing (on the root logger), which these graphs do not need."""
+
+    def filter(self, record) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def _int8_convs(model) -> int:
+    """Convs whose data and weight come through DequantizeLinear: those ONNX Runtime runs as QLinearConv."""
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return sum(n.op_type == "Conv" and n.input[0] in dequantized and n.input[1] in dequantized
+               for n in model.graph.node)
+
+
+def int8_decoder_graph(src: Path, dst: Path, layout: dict, context: Path, seed: int = 0) -> dict:
+    """int8 decoder: the Convs of the speech_decoder graph quantized statically (ONNX Runtime's quantize_static,
     QDQ format), activation ranges (min/max) from the fp32 graph decoding random codes the way the runtime does
-    (calls of STEP_FRAMES frames, the state carried), so the calibrated activations include the state inputs."""
+    (calls of STEP_FRAMES frames, the state carried), so the calibrated activations include the state inputs.
+    The Convs that the fp32 `context` graph (speech_decoder_context: pre_conv) also holds stay fp32, so that a
+    state made by skipping frames through it is the state decoding them gives (decode.py)."""
     import numpy as np
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -210,18 +226,25 @@ def int8_decoder_graph(src: Path, dst: Path, layout: dict, seed: int = 0) -> dic
         def get_next(self):
             return next(self.calls, None)
 
-    convs = sum(n.op_type == "Conv" for n in onnx.load(str(src), load_external_data=False).graph.node)
+    shared = {n.input[1] for n in onnx.load(str(context), load_external_data=False).graph.node if n.op_type == "Conv"}
+    convs = [(n.name, n.input[1]) for n in onnx.load(str(src), load_external_data=False).graph.node
+             if n.op_type == "Conv"]
+    # the two graphs name a weight by its module path, the context graph from one level up ("decoder.pre_conv...")
+    kept = [name for name, w in convs if any(c == w or c.endswith("." + w) for c in shared)]
+    if len(kept) != len(shared):
+        raise RuntimeError(f"{context.name}'s convolutions {sorted(shared)} not all found in {src.name}")
     for stale in (dst, dst.with_name(dst.name + ".data")):
         stale.unlink(missing_ok=True)
-    root, level = logging.getLogger(), logging.getLogger().level
-    root.setLevel(logging.ERROR)  # quantize_static advises shape pre-processing on the root logger: not needed
+    advice = _DropPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
     try:
         quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        nodes_to_exclude=kept, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
     finally:
-        root.setLevel(level)
-    return {"convs_int8": convs, "calibration_calls": len(rec.feeds), "calibration_frames": list(CALIBRATION_FRAMES),
+        logging.getLogger().removeFilter(advice)
+    return {"convs_int8": _int8_convs(onnx.load(str(dst), load_external_data=False)), "convs_kept_fp32": kept,
+            "calibration_calls": len(rec.feeds), "calibration_frames": list(CALIBRATION_FRAMES),
             "weights": "int8 per channel, symmetric", "activations": "uint8 per tensor, min/max calibrated"}
 
 
@@ -243,7 +266,7 @@ def make_variant(src: str | Path, out: str | Path, precision: str, decoder: str 
     src, out = Path(src), Path(out)
     manifest = json.loads((src / C.MANIFEST).read_text())
     if manifest.get("precision", "fp32") != "fp32" or manifest.get("decoder_precision", "fp32") != "fp32":
-        raise ValueError(f"{src} is a {manifest['precision']} export (decoder "
+        raise ValueError(f"{src} is a {manifest.get('precision', 'fp32')} export (decoder "
                          f"{manifest.get('decoder_precision', 'fp32')}); make variants from the fp32 export")
     out.mkdir(parents=True, exist_ok=True)
     (out / C.MANIFEST).unlink(missing_ok=True)
@@ -268,9 +291,15 @@ def make_variant(src: str | Path, out: str | Path, precision: str, decoder: str 
     if decoder == "int8":
         f = manifest["graphs"]["speech_decoder"]["file"]
         tmp = out / (f + ".int8.tmp")  # src and out may be one directory
-        checks["speech_decoder"] = int8_decoder_graph(src / f, tmp, manifest["config"]["speech_decoder_state"])
-        tmp.replace(out / f)
-        _log(f"speech_decoder: {checks['speech_decoder']['convs_int8']} Convs -> int8")
+        try:
+            checks["speech_decoder"] = int8_decoder_graph(src / f, tmp, manifest["config"]["speech_decoder_state"],
+                                                          src / manifest["graphs"]["speech_decoder_context"]["file"])
+            tmp.replace(out / f)
+        finally:
+            tmp.unlink(missing_ok=True)
+        d = checks["speech_decoder"]
+        _log(f"speech_decoder: {d['convs_int8']} Convs -> int8, {len(d['convs_kept_fp32'])} kept fp32 (shared with "
+             f"the context graph)")
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != C.MANIFEST)
     manifest["files"] = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files}
     if precision == "fp16":  # the talker's KV cache is fp16 now: the contract says so, and the manifest

@@ -210,8 +210,12 @@ class FrameLoop:
                    "temperature": np.array(opts.subtalker_temperature, dtype=np.float32),
                    "top_k": np.array(effective_top_k(opts.subtalker_top_k, C.CODEBOOK_SIZE), dtype=np.int64),
                    "top_p": np.array(opts.subtalker_top_p, dtype=np.float32)}
+        if len(rngs) != b:
+            raise ValueError(f"one random generator per row: {len(rngs)} for {b} rows")
         for step in range(int(budgets.max())):
             finished |= stop
+            if finished.all():  # every row cancelled
+                return
             text = trailing[:, step] if step < trailing.shape[1] else np.broadcast_to(pad_embed, (b, pad_embed.shape[-1]))
             noise = np.empty((b, C.NUM_CODE_GROUPS), dtype=np.float32)
             for row, r in zip(noise, rngs):  # per row: group 0's uniform number, then the sub-talker's 15
