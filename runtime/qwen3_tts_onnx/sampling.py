@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-MIN_NEW_TOKENS = 2
+from .contracts import CODEBOOK_SIZE
+
+MIN_NEW_TOKENS = 2  # EOS is blocked for the first two group-0 tokens (the official generate's min_new_tokens)
+SUPPRESS_FROM = CODEBOOK_SIZE  # group-0 ids from here on are control tokens and speaker rows: suppressed, except EOS
 
 
 def effective_top_k(top_k, vocab: int) -> int:
@@ -21,7 +24,7 @@ def effective_top_k(top_k, vocab: int) -> int:
 
 
 def process_group0(logits: np.ndarray, generated: list, step: int, eos_id: int, repetition_penalty: float,
-                   suppress_from: int = 2048) -> np.ndarray:
+                   suppress_from: int = SUPPRESS_FROM) -> np.ndarray:
     """logits [B, V] fp32 (modified copy); generated: per row, the group-0 ids generated so far."""
     scores = logits.astype(np.float32, copy=True)
     if repetition_penalty != 1.0:

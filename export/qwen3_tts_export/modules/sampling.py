@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from qwen3_tts_onnx.sampling import MIN_NEW_TOKENS, SUPPRESS_FROM  # the rules' numbers, stated once
+
 
 def _top_p(s, top_p):
     """transformers' TopPLogitsWarper: drop the lowest tokens whose cumulative probability is <= 1 - top_p."""
@@ -48,10 +50,6 @@ def _sample(logits, u, temperature, top_k, top_p):
 
 def _greedy(logits, u, temperature, top_k, top_p):
     return logits.argmax(-1)
-
-
-MIN_NEW_TOKENS = 2  # EOS is blocked for the first two group-0 tokens (the official generate's min_new_tokens)
-SUPPRESS_FROM = 2048  # group-0 ids from here on are control tokens and speaker rows: suppressed, except EOS
 
 
 def group0_scores(logits, seen, step, repetition_penalty, eos: int):
