@@ -32,19 +32,30 @@ def test_talker_prefill_and_decode_step(models, name):
     sess = _session(m, "talker")
     names = [o.name for o in sess.get_outputs()]
     # prefill all 12 positions
-    got = sess.run(None, {"inputs_embeds": x.numpy(), "attention_mask": np.ones((1, 12), np.int64),
-                          "position_ids": np.arange(12)[None], **_past(cfg)})
+    got = sess.run(None, {"inputs_embeds": x.numpy(), "attention_mask": np.ones((1, 12), np.int64), **_past(cfg)})
     assert np.abs(got[0] - want_logits).max() <= TOL
     assert np.abs(got[1] - want_hidden).max() <= TOL
     # prefill 11, then one cached decode step on the buffers the prefill returned (positions 0..10 written)
     first = sess.run(None, {"inputs_embeds": x[:, :11].numpy(), "attention_mask": np.ones((1, 11), np.int64),
-                            "position_ids": np.arange(11)[None], **_past(cfg)})
+                            **_past(cfg)})
     past = {n.replace("present", "past_key_values"): v for n, v in zip(names[2:], first[2:])}
     assert all(v.shape[2] == 16 and not v[:, :, 11:].any() and v[:, :, :11].any() for v in past.values())
     step = sess.run(None, {"inputs_embeds": x[:, 11:].numpy(), "attention_mask": np.ones((1, 12), np.int64),
-                           "position_ids": np.array([[11]]), **past})
+                           **past})
     assert np.abs(step[0] - want_logits).max() <= TOL
     assert np.abs(step[1] - want_hidden).max() <= TOL
+    # the same sequence behind 3 positions of left padding, in a batch with the unpadded one: the graph rotates at
+    # cache positions, 3 more than the official positions of the padded row, which must not change its outputs
+    # (RoPE scores depend on distances only); prefill 11 (8 real), then the 12th position as a decode step
+    xb = np.zeros((2, 15, cfg["hidden_size"]), np.float32)
+    xb[0, 3:], xb[1, :12] = x[0].numpy(), x[0].numpy()
+    mask = np.ones((2, 15), np.int64)
+    mask[0, :3] = 0
+    first = sess.run(None, {"inputs_embeds": xb[:, :14], "attention_mask": mask[:, :14], **_past(cfg, b=2)})
+    past = {n.replace("present", "past_key_values"): v for n, v in zip(names[2:], first[2:])}
+    step = sess.run(None, {"inputs_embeds": xb[:, 14:], "attention_mask": mask, **past})
+    assert np.abs(step[0][0] - want_logits[0]).max() <= TOL
+    assert np.abs(step[1][0] - want_hidden[0]).max() <= TOL
 
 
 @pytest.mark.parametrize("name", ["cv_wide", "cv_equal"])

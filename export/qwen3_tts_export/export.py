@@ -34,8 +34,9 @@ ATOL = 1e-4
 # slower, and `scripts/bench.py` re-exports the ones it caches. 2: the speech decoder's transposed convolutions in
 # polyphase form. 3: the code predictor's attention through GroupQueryAttention (RoPE inside it), its sampler
 # behind If nodes. 4: the talker's attention without query_seqlens (runs on onnxruntime 1.31). 5: group 0 sampled
-# in the code predictor's graph (with FORMAT_VERSION 6, which changed its inputs).
-GRAPH_REVISION = 5
+# in the code predictor's graph (with FORMAT_VERSION 6, which changed its inputs). 6: the talker's RoPE inside its
+# attention op, at cache positions (with FORMAT_VERSION 7: no position_ids input).
+GRAPH_REVISION = 6
 TWO_GB = 2 * 1024**3
 AUTO = torch.export.Dim.AUTO
 
@@ -138,20 +139,18 @@ def _talker_args(t: dict, g: torch.Generator):
         h, kv, d = t["hidden_size"], t["num_key_value_heads"], t["head_dim"]
         mask = torch.ones(b, p + s, dtype=torch.int64)
         mask[0, :1] = 0  # one left-padded row
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
         # cache buffers with room to spare: the past in front, zeros after it (ONNX Runtime leaves the positions
         # past P + S as it found them, torch's reference copies them: both must read zeros there)
         past = [torch.zeros(b, kv, p + s + 3, d) for _ in range(2 * t["num_hidden_layers"])]
         for buf in past:
             buf[:, :, :p] = torch.randn(b, kv, p, d, generator=g)
-        return (torch.randn(b, s, h, generator=g), mask, pos, *past)
+        return (torch.randn(b, s, h, generator=g), mask, *past)
 
     return args
 
 
 def export_talker(sd: dict, t: dict, spec: C.GraphSpec, out: Path, g: torch.Generator) -> dict:
-    ds = ({0: AUTO, 1: AUTO}, {0: AUTO, 1: AUTO}, {0: AUTO, 1: AUTO},
-          tuple({0: AUTO, 2: AUTO} for _ in range(2 * t["num_hidden_layers"])))
+    ds = ({0: AUTO, 1: AUTO}, {0: AUTO, 1: AUTO}, tuple({0: AUTO, 2: AUTO} for _ in range(2 * t["num_hidden_layers"])))
     err = _export_checked(Talker(sd, t).eval(), spec, out, _talker_args(t, g), (2, 3, 4), ((1, 9, 0), (3, 1, 7)), ds)
     return {"max_abs_vs_torch": err}
 

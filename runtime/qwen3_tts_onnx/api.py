@@ -200,10 +200,10 @@ class Qwen3TTS:
         trailing = np.broadcast_to(pad_embed, (len(rows), tmax, h)).copy()
         for i, r in enumerate(rows):
             trailing[i, :len(r.trailing_ids)] = self._embed(r.trailing_ids, [-1] * len(r.trailing_ids))
-        x, mask, pos = left_pad(embeds, h)
+        x, mask = left_pad(embeds, h)
         if budgets is not None:
             budgets = np.minimum(np.asarray(budgets, dtype=np.int64), opts.max_new_tokens)
-        return self._loop.run(x, mask, pos, trailing, pad_embed, opts, rngs, budgets, stop)
+        return self._loop.run(x, mask, trailing, pad_embed, opts, rngs, budgets, stop)
 
     def decode(self, codes, decode_mode: str = "windowed") -> np.ndarray:
         """codes [F, 16] -> float32 waveform at 24 kHz. decode_mode "windowed": the official 300/25 windowed decode

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-FORMAT_VERSION = 6  # 2: the speech decoder carries its streaming state; 3: next_embed is [batch, 1, hidden];
+FORMAT_VERSION = 7  # 2: the speech decoder carries its streaming state; 3: next_embed is [batch, 1, hidden];
                     # 4: speech_decoder_context (frames whose samples are not needed skip the convolution stack);
                     # 5: the talker's KV cache is a buffer of some capacity that it writes in place;
-                    # 6: the code predictor samples group 0 from the talker's logits
+                    # 6: the code predictor samples group 0 from the talker's logits;
+                    # 7: the talker rotates at its cache positions (no position_ids input)
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 
@@ -77,8 +78,8 @@ def present_value_name(i: int) -> str:
 def talker_spec(hidden: int, num_layers: int, num_kv_heads: int, head_dim: int, kv_dtype: str = "float32") -> GraphSpec:
     """One graph for prefill and decode; P = 0 is the prefill.
 
-    attention_mask covers past + new positions (T = P + S; 1 = real, 0 = left padding); position_ids are the RoPE
-    positions of the new positions. Outputs are for the last position only: group-0 logits and the final-norm
+    attention_mask covers past + new positions (T = P + S; 1 = real, 0 = left padding); RoPE positions are the
+    cache positions P..T-1 (modules/talker.py: why that equals the official rotation). Outputs are for the last position only: group-0 logits and the final-norm
     hidden state. The KV cache: per layer a key and a value buffer of a capacity C ≥ T whose first P positions hold
     the past; the graph writes the S new positions at P..T-1 and returns the buffers as present (bind each present
     output to its past input and nothing is copied: ONNX Runtime's GroupQueryAttention then writes in place).
@@ -86,8 +87,7 @@ def talker_spec(hidden: int, num_layers: int, num_kv_heads: int, head_dim: int, 
     """
     kv = (("batch", num_kv_heads, "capacity", head_dim),) * 2
     inputs = [TensorSpec("inputs_embeds", "float32", ("batch", "seq", hidden)),
-              TensorSpec("attention_mask", "int64", ("batch", "total")),
-              TensorSpec("position_ids", "int64", ("batch", "seq"))]
+              TensorSpec("attention_mask", "int64", ("batch", "total"))]
     outputs = [TensorSpec("logits", "float32", ("batch", TALKER_VOCAB)),
                TensorSpec("hidden", "float32", ("batch", hidden))]
     for i in range(num_layers):

@@ -173,17 +173,17 @@ class FrameLoop:
         self.eos = cfg["codec_eos_token_id"]
 
     @staticmethod
-    def _talker(talker, embeds, mask, pos, cache: KVCache):
-        b, s = pos.shape
+    def _talker(talker, embeds, mask, cache: KVCache):
+        b, s = embeds.shape[:2]
         cache.reserve(cache.length + s)
-        out = talker.run({"inputs_embeds": embeds, "attention_mask": mask, "position_ids": pos, **cache.feeds()},
+        out = talker.run({"inputs_embeds": embeds, "attention_mask": mask, **cache.feeds()},
                          {"batch": b, "seq": s}, inplace=cache.inplace())
         cache.update(out, s)
         return out["logits"], out["hidden"]
 
-    def run(self, embeds: np.ndarray, mask: np.ndarray, pos: np.ndarray, trailing: np.ndarray, pad_embed: np.ndarray,
+    def run(self, embeds: np.ndarray, mask: np.ndarray, trailing: np.ndarray, pad_embed: np.ndarray,
             opts: GenerationOptions, rngs: list, budgets: np.ndarray | None = None, stop: np.ndarray | None = None):
-        """embeds [B, L, H], mask/pos [B, L] from prompt.left_pad; trailing [B, T, H] per-frame text vectors
+        """embeds [B, L, H], mask [B, L] from prompt.left_pad; trailing [B, T, H] per-frame text vectors
         (rows right-padded with pad_embed [H]). rngs: one numpy Generator per row, so that a row samples exactly
         as it would alone. budgets [B]: each row's max_new_tokens (default opts.max_new_tokens). stop [B] bool:
         the caller may set a row's entry at any time to end that row (cancellation). Yields
@@ -197,8 +197,7 @@ class FrameLoop:
         cache = KVCache(cfg["num_hidden_layers"], b, cfg["num_key_value_heads"], cfg["head_dim"], talker.device,
                         capacity=embeds.shape[1] + min(int(budgets.max()), KV_HEADROOM),
                         dtype=cfg.get("kv_cache_dtype", "float32"))
-        logits, hidden = self._talker(talker, embeds, mask, pos, cache)
-        lengths = mask.sum(axis=1)
+        logits, hidden = self._talker(talker, embeds, mask, cache)
         finished = np.zeros(b, dtype=bool)
         seen = np.zeros((b, C.TALKER_VOCAB), dtype=bool)  # no group-0 id generated yet
         options = {"group0_do_sample": np.array(bool(opts.do_sample)),
@@ -232,8 +231,7 @@ class FrameLoop:
                 return
             yield codes, finished.copy()
             mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], axis=1)
-            step_pos = (lengths + step).reshape(b, 1).astype(np.int64)
-            logits, hidden = self._talker(talker, out["next_embed"], mask, step_pos, cache)
+            logits, hidden = self._talker(talker, out["next_embed"], mask, cache)
 
 
 def collect(frames, batch: int) -> list:

@@ -144,7 +144,7 @@ def build_rows(cfg: dict, text_ids: list, language: str, speaker: str | None, in
 
 
 def left_pad(embeds: list, hidden: int):
-    """Per-sample [L_i, H] prompts -> embeds [B, L, H] (zero left padding), attention_mask, position_ids."""
+    """Per-sample [L_i, H] prompts -> embeds [B, L, H] (zero left padding), attention_mask [B, L] (1 = real)."""
     lmax = max(e.shape[0] for e in embeds)
     b = len(embeds)
     out = np.zeros((b, lmax, hidden), dtype=np.float32)
@@ -152,6 +152,4 @@ def left_pad(embeds: list, hidden: int):
     for i, e in enumerate(embeds):
         out[i, lmax - e.shape[0]:] = e
         mask[i, lmax - e.shape[0]:] = 1
-    pos = np.cumsum(mask, axis=1) - 1
-    pos[mask == 0] = 1  # as the official get_rope_index; padded positions are masked out anyway
-    return out, mask, pos.astype(np.int64)
+    return out, mask

@@ -64,8 +64,8 @@ class Qwen3Layer(nn.Module):
     """Pre-norm decoder layer: GQA attention with per-head q/k RMSNorm and RoPE, then a SwiGLU MLP.
 
     forward() takes the new positions' hidden states, this layer's KV cache [B, KV, C, D] and the call's
-    positions (gqa.Positions: where the keys go, the padding, and whether RoPE is applied here or inside the
-    attention op), and returns the new hidden states and the present keys/values (modules/gqa.py).
+    positions (gqa.Positions: where the keys go, the padding, the rotary caches the attention op rotates q and k
+    with), and returns the new hidden states and the present keys/values (modules/gqa.py).
     """
 
     def __init__(self, sd: dict, prefix: str, num_heads: int, num_kv_heads: int, head_dim: int, eps: float):
@@ -92,9 +92,6 @@ class Qwen3Layer(nn.Module):
         h = self.input_layernorm(x)
         q, k, v = self.qkv_proj(h).split([self.h * self.d, self.kv * self.d, self.kv * self.d], dim=-1)
         q, k = self.q_norm(q.view(b, s, self.h, self.d)), self.k_norm(k.view(b, s, self.kv, self.d))
-        if pos.rope is not None:  # [B, 1, S, D] -> [B, S, 1, D]: rotate in the [B, S, heads, D] layout
-            cos, sin = (t.transpose(1, 2) for t in pos.rope)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         attn, cache_k, cache_v = attend(q.reshape(b, s, self.h * self.d), k.reshape(b, s, self.kv * self.d), v,
                                         cache_k, cache_v, pos, self.h, self.kv, self.scale)
         return self._mlp(x + self.o_proj(attn)), cache_k, cache_v

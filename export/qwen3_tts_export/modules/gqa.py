@@ -1,7 +1,7 @@
 """Attention over a KV cache through ONNX Runtime's GroupQueryAttention (com.microsoft), as a torch custom op, so
 that the module code stays plain torch and the export emits one node per layer.
 
-    q [B,S,N·D]  k, v [B,S,KV·D]        RMS-normed; RoPE applied by the caller, or by the op (rotary caches given)
+    q [B,S,N·D]  k, v [B,S,KV·D]        RMS-normed, not yet rotated: the op applies RoPE (rotary caches given)
     cache_k, cache_v [B,KV,C,D]          positions 0..P-1 hold the past
     Positions                            where this call's S positions go: T = P + S keys after it (below)
           │
@@ -31,13 +31,12 @@ class Positions:
     """The inputs that place one call's positions, computed once per call and shared by every layer (one node
     each in the graph, not one per layer).
 
-    seqlens_k [B] int32 (T - 1), total [] int32 (T); bias [B,1,S,T] (0 = may attend, -inf = left padding; None = no padding); rope: (cos, sin) [B,1,S,D] to
-    rotate q and k before the op, or rotary: (cos, sin) [max positions, D/2] caches the op rotates with itself
-    (position of query row s = P + s); grow: the present outputs are the past plus this call's positions."""
+    seqlens_k [B] int32 (T - 1), total [] int32 (T); bias [B,1,S,T] (0 = may attend, -inf = left padding; None =
+    no padding); rotary: (cos, sin) [max positions, D/2] caches the op rotates q and k with (query row s and its key
+    at position P + s); grow: the present outputs are the past plus this call's positions."""
     seqlens_k: torch.Tensor
     total: torch.Tensor
     bias: torch.Tensor | None = None
-    rope: tuple | None = None
     rotary: tuple | None = None
     grow: bool = False
 

@@ -7,8 +7,15 @@
 The KV cache lives outside the graph (generate.py keeps it) as buffers of a capacity C ≥ P + S that each layer's
 GroupQueryAttention writes in place (modules/gqa.py); the attention mask's length is P + S, and P = 0 is the
 prefill. The interleaved MRoPE of the official model reduces to plain 1-D RoPE because its three position rows are
-always equal (SPEC §3.5). RoPE is applied before the attention op, not by it: a left-padded row's positions
-(cumsum of its mask) are not its cache positions, and the op's own rotary takes one offset per row in a prefill.
+always equal (SPEC §3.5).
+
+RoPE is applied by the attention op, at the cache positions (P + s): one node per layer instead of a dozen
+(Split, Neg, Concat, Mul, Add for q and for k), which is most of a CPU decode step's node count and what kept its
+weight reads from streaming at the machine's bandwidth. The official model rotates a left-padded row at its own
+positions (cumsum of its mask, SPEC §3.5), which are the cache positions less the row's padding: a constant shift
+per row, and attention scores under RoPE depend only on the distance between query and key, so the two agree up
+to the rounding of cos/sin at other angles (the same order as the official MRoPE's own 5e-6 against plain RoPE).
+A row without padding is rotated at exactly the official positions.
 """
 from __future__ import annotations
 
@@ -28,12 +35,16 @@ class Talker(nn.Module):
                        cfg["head_dim"], cfg["rms_norm_eps"]) for i in range(self.num_layers))
         self.norm = RMSNorm(sd["talker.model.norm.weight"], cfg["rms_norm_eps"])
         self.codec_head = Linear(sd["talker.codec_head.weight"])
-        self.register_buffer("inv_freq", rope_inv_freq(cfg["head_dim"], cfg["rope_theta"]), persistent=False)
+        # the attention op's rotary caches [positions, D/2] (rotate-half halves), for every position the model has
+        d = cfg["head_dim"]
+        cos, sin = rope_cos_sin(torch.arange(cfg["max_position_embeddings"]).unsqueeze(0),
+                                rope_inv_freq(d, cfg["rope_theta"]))
+        self.register_buffer("cos_cache", cos[0, 0, :, :d // 2].contiguous(), persistent=False)
+        self.register_buffer("sin_cache", sin[0, 0, :, :d // 2].contiguous(), persistent=False)
 
-    def forward(self, inputs_embeds, attention_mask, position_ids, *past):
+    def forward(self, inputs_embeds, attention_mask, *past):
         s = inputs_embeds.shape[1]
         total = attention_mask.shape[1]
-        cos, sin = rope_cos_sin(position_ids, self.inv_freq)
         # Causal over past + new positions, padding keys masked; a position always sees itself so that rows of
         # left padding stay finite (their outputs are never used).
         q_pos = torch.arange(s, device=inputs_embeds.device).unsqueeze(1) + (total - s)
@@ -43,7 +54,7 @@ class Talker(nn.Module):
         bias = torch.zeros(mask.shape, dtype=inputs_embeds.dtype).masked_fill(~mask, float("-inf")).unsqueeze(1)
         b = inputs_embeds.shape[0]
         pos = Positions(torch.full((b,), total - 1, dtype=torch.int32), torch.full((), total, dtype=torch.int32),
-                        bias=bias, rope=(cos, sin))
+                        bias=bias, rotary=(self.cos_cache, self.sin_cache))
         x = inputs_embeds
         present = []
         for i, layer in enumerate(self.layers):
