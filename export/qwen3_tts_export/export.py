@@ -20,7 +20,7 @@ from qwen3_tts_onnx import contracts as C
 from qwen3_tts_onnx.artifacts import sha256_file
 
 from . import checkpoint as ckpt_mod
-from .modules import gqa
+from .modules import gqa, skip_norm
 from .modules.code_predictor import CodePredictor
 from .modules.codec_embedder import CodecEmbedder
 from .modules.speaker_encoder import SpeakerEncoder
@@ -35,8 +35,9 @@ ATOL = 1e-4
 # polyphase form. 3: the code predictor's attention through GroupQueryAttention (RoPE inside it), its sampler
 # behind If nodes. 4: the talker's attention without query_seqlens (runs on onnxruntime 1.31). 5: group 0 sampled
 # in the code predictor's graph (with FORMAT_VERSION 6, which changed its inputs). 6: the talker's RoPE inside its
-# attention op, at cache positions (with FORMAT_VERSION 7: no position_ids input).
-GRAPH_REVISION = 6
+# attention op, at cache positions (with FORMAT_VERSION 7: no position_ids input). 7: residual adds fused into the
+# RMSNorms after them (modules/skip_norm.py).
+GRAPH_REVISION = 7
 TWO_GB = 2 * 1024**3
 AUTO = torch.export.Dim.AUTO
 
@@ -58,7 +59,8 @@ def _export_graph(module, args, dynamic_shapes, spec: C.GraphSpec, out: Path) ->
     with torch.no_grad():
         program = torch.onnx.export(module, args, None, input_names=spec.input_names, output_names=spec.output_names,
                                     dynamic_shapes=dynamic_shapes, dynamo=True, optimize=True, verbose=False,
-                                    custom_translation_table=gqa.translation_table())
+                                    custom_translation_table={**gqa.translation_table(),
+                                                              **skip_norm.translation_table()})
     _apply_contract(program.model, spec)
     path = out / spec.file
     for stale in (path, path.with_name(path.name + ".data")):

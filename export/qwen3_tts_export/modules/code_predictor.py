@@ -51,11 +51,11 @@ class CodePredictor(nn.Module):
     def _run_layers(self, x, past, start: int):
         """x [B, S, H] at positions start..start+S-1 over `past` (K/V of positions 0..start-1, which grow)."""
         pos = Positions.uniform(x.shape[0], start, x.shape[1], rotary=(self.cos_cache, self.sin_cache), grow=True)
-        new_past = []
+        new_past, skip = [], None
         for i, layer in enumerate(self.layers):
-            x, k, v = layer(x, past[2 * i], past[2 * i + 1], pos)
+            x, skip, k, v = layer(x, skip, past[2 * i], past[2 * i + 1], pos)
             new_past += [k, v]
-        return self.norm(x[:, -1]), new_past
+        return self.norm.after_add(x[:, -1:], skip[:, -1:])[0][:, 0], new_past
 
     def forward(self, past_hidden, logits, seen, step, finished, text_embed, noise, group0_do_sample,
                 group0_temperature, group0_top_k, group0_top_p, repetition_penalty, do_sample, temperature, top_k,

@@ -42,6 +42,12 @@ class RMSNorm(nn.Module):
     def forward(self, x):
         return rms_norm(x, self.weight, self.eps)
 
+    def after_add(self, x, skip):
+        """(norm(x + skip), x + skip) as one node (modules/skip_norm.py); skip None: (norm(x), x)."""
+        from .skip_norm import skip_rms_norm
+
+        return (self(x), x) if skip is None else skip_rms_norm(x, skip, self.weight, self.eps)
+
 
 def rope_inv_freq(head_dim: int, theta: float) -> torch.Tensor:
     return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
@@ -63,9 +69,11 @@ def apply_rope(x, cos, sin):
 class Qwen3Layer(nn.Module):
     """Pre-norm decoder layer: GQA attention with per-head q/k RMSNorm and RoPE, then a SwiGLU MLP.
 
-    forward() takes the new positions' hidden states, this layer's KV cache [B, KV, C, D] and the call's
-    positions (gqa.Positions: where the keys go, the padding, the rotary caches the attention op rotates q and k
-    with), and returns the new hidden states and the present keys/values (modules/gqa.py).
+    forward() takes the residual stream of the new positions as x + skip (skip None: x alone), this layer's KV
+    cache [B, KV, C, D] and the call's positions (gqa.Positions: where the keys go, the padding, the rotary caches
+    the attention op rotates q and k with), and returns the stream in the same two parts and the present
+    keys/values (modules/gqa.py). The stream stays in two parts so that each residual add is done by the norm
+    after it, in one node (RMSNorm.after_add); the caller adds the last two parts with the final norm.
     """
 
     def __init__(self, sd: dict, prefix: str, num_heads: int, num_kv_heads: int, head_dim: int, eps: float):
@@ -85,21 +93,18 @@ class Qwen3Layer(nn.Module):
         self.down_proj = Linear(sd[prefix + "mlp.down_proj.weight"])
         self.scale = head_dim ** -0.5
 
-    def forward(self, x, cache_k, cache_v, pos):
+    def forward(self, x, skip, cache_k, cache_v, pos):
         from .gqa import attend
 
         b, s, _ = x.shape
-        h = self.input_layernorm(x)
+        h, x = self.input_layernorm.after_add(x, skip)
         q, k, v = self.qkv_proj(h).split([self.h * self.d, self.kv * self.d, self.kv * self.d], dim=-1)
         q, k = self.q_norm(q.view(b, s, self.h, self.d)), self.k_norm(k.view(b, s, self.kv, self.d))
         attn, cache_k, cache_v = attend(q.reshape(b, s, self.h * self.d), k.reshape(b, s, self.kv * self.d), v,
                                         cache_k, cache_v, pos, self.h, self.kv, self.scale)
-        return self._mlp(x + self.o_proj(attn)), cache_k, cache_v
-
-    def _mlp(self, x):
-        h = self.post_attention_layernorm(x)
+        h, x = self.post_attention_layernorm.after_add(x, self.o_proj(attn))
         gate, up = self.gate_up_proj(h).chunk(2, dim=-1)
-        return x + self.down_proj(torch.nn.functional.silu(gate) * up)
+        return x, self.down_proj(torch.nn.functional.silu(gate) * up), cache_k, cache_v
 
 
 class CausalConv(nn.Module):

@@ -55,10 +55,10 @@ class Talker(nn.Module):
         b = inputs_embeds.shape[0]
         pos = Positions(torch.full((b,), total - 1, dtype=torch.int32), torch.full((), total, dtype=torch.int32),
                         bias=bias, rotary=(self.cos_cache, self.sin_cache))
-        x = inputs_embeds
+        x, skip = inputs_embeds, None
         present = []
         for i, layer in enumerate(self.layers):
-            x, k, v = layer(x, past[2 * i], past[2 * i + 1], pos)
+            x, skip, k, v = layer(x, skip, past[2 * i], past[2 * i + 1], pos)
             present += [k, v]
-        last = self.norm(x[:, -1])
+        last = self.norm.after_add(x[:, -1:], skip[:, -1:])[0][:, 0]
         return (self.codec_head(last), last, *present)
