@@ -12,7 +12,8 @@
     talker(next input, KV cache) ─► logits, hidden ─► (loop)
 
 As in the official loop, N sampled group-0 tokens give N-1 frames: the last token (EOS, or the one that hits
-max_new_tokens) never gets its residual groups (the graph computes them with the token, they are dropped).
+max_new_tokens) never gets its residual groups (the graph computes them with an EOS token, they are dropped; the
+token that would reach every row's budget is not drawn at all).
 Finished rows of a batch keep running, fed EOS, as transformers does; their frames past EOS are dropped.
 
 Where the tensors live: the KV cache, the talker's logits and hidden state, the repetition-penalty set and the next
@@ -211,7 +212,11 @@ class FrameLoop:
                    "top_p": np.array(opts.subtalker_top_p, dtype=np.float32)}
         if len(rngs) != b:
             raise ValueError(f"one random generator per row: {len(rngs)} for {b} rows")
-        for step in range(int(budgets.max())):
+        # The token drawn at step `last` would reach every row's budget, and such a token gets no frame (below), so
+        # it is not drawn: neither its talker step nor its code predictor run (the official loop runs the first,
+        # not the second). A token that reaches a smaller budget is drawn, being in a batch with longer rows.
+        last = int(budgets.max()) - 1
+        for step in range(last):
             finished |= stop
             if finished.all():  # every row cancelled
                 return
@@ -230,6 +235,8 @@ class FrameLoop:
             if finished.all():
                 return
             yield codes, finished.copy()
+            if step + 1 == last:
+                return
             mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], axis=1)
             logits, hidden = self._talker(talker, out["next_embed"], mask, cache)
 
