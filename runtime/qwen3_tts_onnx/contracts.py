@@ -79,10 +79,11 @@ def talker_spec(hidden: int, num_layers: int, num_kv_heads: int, head_dim: int, 
     """One graph for prefill and decode; P = 0 is the prefill.
 
     attention_mask covers past + new positions (T = P + S; 1 = real, 0 = left padding); RoPE positions are the
-    cache positions P..T-1 (modules/talker.py: why that equals the official rotation). Outputs are for the last position only: group-0 logits and the final-norm
-    hidden state. The KV cache: per layer a key and a value buffer of a capacity C ≥ T whose first P positions hold
-    the past; the graph writes the S new positions at P..T-1 and returns the buffers as present (bind each present
-    output to its past input and nothing is copied: ONNX Runtime's GroupQueryAttention then writes in place).
+    cache positions P..T-1 (export's modules/talker.py: why that equals the official rotation). Outputs are for the
+    last position only: group-0 logits and the final-norm hidden state. The KV cache: per layer a key and a value
+    buffer of a capacity C ≥ T whose first P positions hold the past; the graph writes the S new positions at
+    P..T-1 and returns the buffers as present (bind each present output to its past input and nothing is copied:
+    ONNX Runtime's GroupQueryAttention then writes in place).
     kv_dtype: the cache's dtype (float16 in the fp16 variant, whose attention runs in fp16 as CUDA requires).
     """
     kv = (("batch", num_kv_heads, "capacity", head_dim),) * 2

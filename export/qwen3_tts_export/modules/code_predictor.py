@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import Linear, Qwen3Layer, RMSNorm, rope_cos_sin, rope_inv_freq
+from .common import Linear, Qwen3Layer, RMSNorm, rotary_caches
 from .gqa import Positions
 from .sampling import group0_scores, sample_token
 
@@ -43,10 +43,10 @@ class CodePredictor(nn.Module):
             for j in range(GROUPS - 1))
         w = sd.get(p + "small_to_mtp_projection.weight")
         self.proj = nn.Identity() if w is None else Linear(w, sd[p + "small_to_mtp_projection.bias"])
-        cos, sin = rope_cos_sin(torch.arange(GROUPS).unsqueeze(0), rope_inv_freq(self.d, cfg["rope_theta"]))
-        # the attention op rotates q and k itself, from these [positions, D/2] caches (rotate-half halves)
-        self.register_buffer("cos_cache", cos[0, 0, :, :self.d // 2].contiguous(), persistent=False)
-        self.register_buffer("sin_cache", sin[0, 0, :, :self.d // 2].contiguous(), persistent=False)
+        # the attention op rotates q and k itself, from these tables (positions 0..15)
+        cos, sin = rotary_caches(GROUPS, self.d, cfg["rope_theta"])
+        self.register_buffer("cos_cache", cos, persistent=False)
+        self.register_buffer("sin_cache", sin, persistent=False)
 
     def _run_layers(self, x, past, start: int):
         """x [B, S, H] at positions start..start+S-1 over `past` (K/V of positions 0..start-1, which grow)."""

@@ -60,6 +60,12 @@ def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor):
     return emb.cos().unsqueeze(1), emb.sin().unsqueeze(1)
 
 
+def rotary_caches(positions: int, head_dim: int, theta: float) -> tuple:
+    """The attention op's RoPE tables (modules/gqa.py): cos, sin [positions, D/2] (the rotate-half halves)."""
+    cos, sin = rope_cos_sin(torch.arange(positions).unsqueeze(0), rope_inv_freq(head_dim, theta))
+    return cos[0, 0, :, :head_dim // 2].contiguous(), sin[0, 0, :, :head_dim // 2].contiguous()
+
+
 def apply_rope(x, cos, sin):
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)

@@ -32,12 +32,12 @@ class Positions:
     each in the graph, not one per layer).
 
     seqlens_k [B] int32 (T - 1), total [] int32 (T); bias [B,1,S,T] (0 = may attend, -inf = left padding; None =
-    no padding); rotary: (cos, sin) [max positions, D/2] caches the op rotates q and k with (query row s and its key
+    no padding); rotary: (cos, sin) [max positions, D/2] tables the op rotates q and k with (query row s and its key
     at position P + s); grow: the present outputs are the past plus this call's positions."""
     seqlens_k: torch.Tensor
     total: torch.Tensor
+    rotary: tuple
     bias: torch.Tensor | None = None
-    rotary: tuple | None = None
     grow: bool = False
 
     @staticmethod
@@ -48,7 +48,7 @@ class Positions:
 
 
 def attend(q, k, v, cache_k, cache_v, pos: Positions, num_heads: int, kv_num_heads: int, scale: float):
-    cos, sin = pos.rotary if pos.rotary is not None else (None, None)
+    cos, sin = pos.rotary
     return group_query_attention(q, k, v, cache_k, cache_v, pos.seqlens_k, pos.total, pos.bias, cos, sin, num_heads,
                                  kv_num_heads, scale, pos.grow)
 
@@ -65,7 +65,7 @@ def _rotate(x, cos_cache, sin_cache, start: int):
 def group_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_k: torch.Tensor,
                           cache_v: torch.Tensor, seqlens_k: torch.Tensor, total: torch.Tensor,
                           bias: torch.Tensor | None,
-                          cos_cache: torch.Tensor | None, sin_cache: torch.Tensor | None, num_heads: int,
+                          cos_cache: torch.Tensor, sin_cache: torch.Tensor, num_heads: int,
                           kv_num_heads: int, scale: float, grow: bool
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     b, s, _ = q.shape
@@ -76,8 +76,7 @@ def group_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cac
     if not bool((seqlens_k == t - 1).all()) or (past > 0 and s > 1 and b > 1):
         raise NotImplementedError("the reference covers rows of equal length, and S > 1 after a past for B = 1")
     q, k = q.view(b, s, num_heads, d), k.view(b, s, kv_num_heads, d)
-    if cos_cache is not None:
-        q, k = _rotate(q, cos_cache, sin_cache, past), _rotate(k, cos_cache, sin_cache, past)
+    q, k = _rotate(q, cos_cache, sin_cache, past), _rotate(k, cos_cache, sin_cache, past)
     k, v = k.transpose(1, 2), v.view(b, s, kv_num_heads, d).transpose(1, 2)
     if grow:
         assert cache_k.shape[2] == past, "a growing cache holds exactly the past"
@@ -141,7 +140,7 @@ def _onnx(q, k, v, cache_k, cache_v, seqlens_k, total, bias, cos_cache, sin_cach
 
     gqa = onnxscript.values.Opset(DOMAIN, 1).GroupQueryAttention
     return gqa(q, k, v, cache_k, cache_v, seqlens_k, total, cos_cache, sin_cache, None, bias,
-               num_heads=num_heads, kv_num_heads=kv_num_heads, scale=scale, do_rotary=int(cos_cache is not None),
+               num_heads=num_heads, kv_num_heads=kv_num_heads, scale=scale, do_rotary=1,
                _outputs=3)
 
 

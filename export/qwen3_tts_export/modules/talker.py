@@ -9,20 +9,20 @@ GroupQueryAttention writes in place (modules/gqa.py); the attention mask's lengt
 prefill. The interleaved MRoPE of the official model reduces to plain 1-D RoPE because its three position rows are
 always equal (SPEC §3.5).
 
-RoPE is applied by the attention op, at the cache positions (P + s): no node of its own instead of a dozen per layer
-(Split, Neg, Concat, Mul, Add for q and for k), 40 % of a decode step's nodes, each an operator dispatch on the CPU
-(1.4 of 20.6 ms per step on the full-size 0.6B int4 talker, BENCHMARKS.md). The official model rotates a left-padded row at its own
-positions (cumsum of its mask, SPEC §3.5), which are the cache positions less the row's padding: a constant shift
-per row, and attention scores under RoPE depend only on the distance between query and key, so the two agree up
-to the rounding of cos/sin at other angles (the same order as the official MRoPE's own 5e-6 against plain RoPE).
-A row without padding is rotated at exactly the official positions.
+RoPE is applied by the attention op, at the cache positions (P + s): no node of its own instead of a dozen per
+layer (Split, Neg, Concat, Mul, Add for q and for k), 40 % of a decode step's nodes, each an operator dispatch on the
+CPU (1.4 of 20.6 ms per step on the full-size 0.6B int4 talker, BENCHMARKS.md). The official model rotates a
+left-padded row at its own positions (cumsum of its mask, SPEC §3.5), which are the cache positions less the row's
+padding: a constant shift per row, and attention scores under RoPE depend only on the distance between query and
+key, so the two agree up to the rounding of cos/sin at other angles (the same order as the official MRoPE's own
+5e-6 against plain RoPE). A row without padding is rotated at exactly the official positions.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .common import Linear, Qwen3Layer, RMSNorm, rope_cos_sin, rope_inv_freq
+from .common import Linear, Qwen3Layer, RMSNorm, rotary_caches
 from .gqa import Positions
 
 
@@ -35,12 +35,10 @@ class Talker(nn.Module):
                        cfg["head_dim"], cfg["rms_norm_eps"]) for i in range(self.num_layers))
         self.norm = RMSNorm(sd["talker.model.norm.weight"], cfg["rms_norm_eps"])
         self.codec_head = Linear(sd["talker.codec_head.weight"])
-        # the attention op's rotary caches [positions, D/2] (rotate-half halves), for every position the model has
-        d = cfg["head_dim"]
-        cos, sin = rope_cos_sin(torch.arange(cfg["max_position_embeddings"]).unsqueeze(0),
-                                rope_inv_freq(d, cfg["rope_theta"]))
-        self.register_buffer("cos_cache", cos[0, 0, :, :d // 2].contiguous(), persistent=False)
-        self.register_buffer("sin_cache", sin[0, 0, :, :d // 2].contiguous(), persistent=False)
+        # the attention op's RoPE tables, for every position the model has
+        cos, sin = rotary_caches(cfg["max_position_embeddings"], cfg["head_dim"], cfg["rope_theta"])
+        self.register_buffer("cos_cache", cos, persistent=False)
+        self.register_buffer("sin_cache", sin, persistent=False)
 
     def forward(self, inputs_embeds, attention_mask, *past):
         s = inputs_embeds.shape[1]
