@@ -95,7 +95,7 @@ class Qwen3TTS:
         """Load exported artifacts (a directory with manifest.json). providers: ONNX Runtime execution providers,
         CUDA first when available. verify: check every file's sha256 against the manifest."""
         arts = artifacts_mod.load(path, verify_hashes=verify)
-        sessions = {g: sessions_mod.create(arts.graph_path(g), providers, threads) for g in arts.graph_names}
+        sessions = {g: sessions_mod.create(arts.graph_path(g), providers, threads, g) for g in arts.graph_names}
         return cls(arts, sessions)
 
     @classmethod
@@ -105,7 +105,7 @@ class Qwen3TTS:
         sessions = dict(sessions)
         for g in arts.graph_names:
             if g not in sessions:
-                sessions[g] = sessions_mod.create(arts.graph_path(g))
+                sessions[g] = sessions_mod.create(arts.graph_path(g), graph=g)
         return cls(arts, sessions)
 
     # ------------------------------------------------------------------------------------------------ model info

@@ -48,16 +48,25 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """threads: intra-op threads (default: default_threads())."""
+# Graph optimization level per graph; ORT_ENABLE_ALL where not listed. The speech decoder stops at EXTENDED: at ALL,
+# ONNX Runtime's layout transformer moves each int8 QLinearConv of the int8 decoder (precision.py) to channels-last and
+# wraps it in Transposes, which on these 1-D convolutions cost more than the layout saves (full-size 0.6B int8
+# decoder, 25-frame calls, 2 threads: 17.6 -> 15.5 ms per frame, identical samples); the fp32 decoder's Convs are
+# 1-D and get no channels-blocked kernels at ALL either (26.2 ms per frame at both levels).
+OPTIMIZATION = {"speech_decoder": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
+
+
+def session_options(threads: int | None = None, graph: str | None = None) -> ort.SessionOptions:
+    """threads: intra-op threads (default: default_threads()); graph: the graph's name, for OPTIMIZATION."""
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = OPTIMIZATION.get(graph, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     so.intra_op_num_threads = threads or default_threads()
     so.add_session_config_entry("session.intra_op.allow_spinning", "1")
     so.add_session_config_entry("session.force_spinning_stop", "1")
     return so
 
 
-def create(path, providers=None, threads: int | None = None) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), sess_options=session_options(threads),
+def create(path, providers=None, threads: int | None = None, graph: str | None = None) -> ort.InferenceSession:
+    """graph: the graph's name (contracts), which picks its optimization level (OPTIMIZATION)."""
+    return ort.InferenceSession(str(path), sess_options=session_options(threads, graph),
                                 providers=list(providers or default_providers()))
