@@ -175,7 +175,7 @@ def precisions(variant: str) -> tuple[str, str]:
 
 def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -> tuple[Path, dict]:
     from qwen3_tts_export.export import GRAPH_REVISION, export_all
-    from qwen3_tts_export.precision import make_variant
+    from qwen3_tts_export.precision import VARIANT_REVISION, make_variant
     from qwen3_tts_export.random_checkpoint import build
     from qwen3_tts_onnx import contracts as C
 
@@ -202,8 +202,9 @@ def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -
             continue
         arts[v] = root / v
         precision, decoder = precisions(v)
-        if not fresh(arts[v]) or [json.loads((arts[v] / C.MANIFEST).read_text()).get(k, "fp32") for k in
-                                  ("precision", "decoder_precision")] != [precision, decoder]:
+        if not fresh(arts[v]) or [json.loads((arts[v] / C.MANIFEST).read_text()).get(k, d) for k, d in
+                                  (("precision", "fp32"), ("decoder_precision", "fp32"), ("variant_revision", 1))
+                                  ] != [precision, decoder, VARIANT_REVISION]:
             t = time.time()
             make_variant(arts["fp32"], arts[v], precision, decoder)
             _log(f"{v} variant: {time.time() - t:.0f} s")

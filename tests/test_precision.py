@@ -179,6 +179,12 @@ def test_int8_decoder(models, tmp_path):
     dequantized = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     quantized = [n for n in convs if n.input[0] in dequantized and n.input[1] in dequantized]  # data and weights
     assert len(quantized) == details["convs_int8"] == len(convs) - 1 > 0
+    # every residual unit's inner Snake (between two int8 convolutions) became a table lookup, giving the same bytes
+    fp32_graph = onnx.load(str(m.art / "speech_decoder.onnx"), load_external_data=False).graph
+    lookups = [n for n in graph.node if n.op_type == "GatherElements"]
+    sins = sum(n.op_type == "Sin" for n in graph.node)
+    assert len(lookups) == details["snake_lookups"] == sum(n.op_type == "Sin" for n in fp32_graph.node) - sins > 0
+    assert details["snake_lookup_max_diff"] <= 1e-3
     assert len(details["convs_kept_fp32"]) == 1  # pre_conv, which speech_decoder_context holds too
     original = json.loads((m.art / "manifest.json").read_text())["files"]
     for g in ("talker", "code_predictor", "text_embedder"):
@@ -202,3 +208,40 @@ def test_int8_decoder(models, tmp_path):
     tail = q.decode(codes, mode="exact", start=50)
     print(f"int8 decoder: start=50 against the whole decode's tail: max diff {np.abs(tail - got[50 * 1920:]).max():.1e}")
     np.testing.assert_allclose(tail, got[50 * 1920:], atol=1e-5)
+
+
+def test_snake_lookup_equals_the_chain_it_replaces():
+    """snake_lut.py on a hand-made QDQ Snake (DequantizeLinear, Snake, QuantizeLinear; random alpha and 1/beta per
+    channel): the lookup gives exactly the chain's bytes, for a batch of two (the table is expanded to the batch)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from qwen3_tts_export.snake_lut import snake_luts
+
+    rng = np.random.default_rng(3)
+    c = 6
+    inits = [numpy_helper.from_array(a, n) for a, n in (
+        (np.array(0.05, np.float32), "s_in"), (np.array(120, np.uint8), "z_in"),
+        (np.array(0.07, np.float32), "s_out"), (np.array(110, np.uint8), "z_out"),
+        (rng.uniform(0.2, 3, (1, c, 1)).astype(np.float32), "alpha"),
+        (rng.uniform(0.2, 3, (1, c, 1)).astype(np.float32), "inv_beta"))]
+    nodes = [helper.make_node("DequantizeLinear", ["q", "s_in", "z_in"], ["x"]),
+             helper.make_node("Mul", ["x", "alpha"], ["ax"]), helper.make_node("Sin", ["ax"], ["s"]),
+             helper.make_node("Mul", ["s", "s"], ["s2"]), helper.make_node("Mul", ["inv_beta", "s2"], ["t"]),
+             helper.make_node("Add", ["x", "t"], ["y"]), helper.make_node("QuantizeLinear", ["y", "s_out", "z_out"], ["out"])]
+    graph = helper.make_graph(nodes, "snake", [helper.make_tensor_value_info("q", TensorProto.UINT8, ["b", c, "t"])],
+                              [helper.make_tensor_value_info("out", TensorProto.UINT8, ["b", c, "t"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    q = rng.integers(0, 256, (2, c, 1000)).astype(np.uint8)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"q": q})[0]
+
+    want = run(model)
+    lut = onnx.ModelProto.FromString(model.SerializeToString())
+    assert snake_luts(lut) == 1
+    assert not any(n.op_type == "Sin" for n in lut.graph.node)
+    got = run(lut)
+    assert got.dtype == np.uint8 and got.shape == want.shape
+    assert (got == want).mean() == 1.0, f"{(got != want).sum()} bytes differ"

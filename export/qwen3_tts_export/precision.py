@@ -22,8 +22,10 @@ peaks near twice the fp16 maximum, stays fp32 (the 1.7B has six times the headro
     decoder     speech_decoder becomes                            meant for
     int8        the Convs as int8 (QDQ: per-channel symmetric    CPU: ONNX Runtime fuses each into a QLinearConv
                 int8 weights, uint8 activations with ranges       on its integer matrix-product kernels (VNNI,
-                calibrated on the fp32 decoder's own              AMX); 1.5x the fp32 decoder on the Intel bench
-                activations); everything else fp32                machine, with a loss the SNR guard states
+                calibrated on the fp32 decoder's own              AMX); the Snakes between two int8 Convs become
+                activations); everything else fp32                table lookups (snake_lut.py: the same bytes);
+                                                                  2x the fp32 decoder on the Intel bench machine,
+                                                                  with a loss the SNR guard states
 
 The convolution stack is nearly all of the decoder's work (5 GFLOP per frame at full size) and the fp32 decoder
 runs at its compute floor, so int8 convolutions are the only lever left on the CPU. Each quantized activation adds
@@ -44,13 +46,21 @@ from qwen3_tts_onnx import contracts as C
 from qwen3_tts_onnx.artifacts import sha256_file
 
 from .export import TWO_GB
+from .snake_lut import snake_luts
 
+# Bumped when a variant's graphs change for the same fp32 export (scripts/bench.py re-makes the ones it caches).
+# 2: the int8 decoder's inner Snakes as table lookups (snake_lut.py).
+VARIANT_REVISION = 2
 PRECISIONS = ("fp32", "int8", "int4", "fp16")
 DECODER_PRECISIONS = ("fp32", "int8")
 CONVERTED_GRAPHS = ("talker", "code_predictor")
 # int8 decoder: random code sequences (frames each) whose decode gives the activation ranges; random codes
 # exercise every codebook entry, and speech codes are a subset of them
 CALIBRATION_FRAMES = (50, 50)
+# the Snake lookups (snake_lut.py) give the bytes the nodes they replace give; ONNX Runtime's Sin may round the odd
+# value differently in a table than in a whole tensor, moving one uint8 step: tolerance on the waveform, relative to
+# its peak
+SNAKE_LUT_ATOL = 1e-3
 BLOCK_SIZE = 128
 ACCURACY_LEVEL = 4  # MatMulNBits computes with int8 activations (AVX-512 VNNI / AVX2 here)
 KEEP_FP32 = ("codec_head", "heads.")  # output heads: weights whose MatMul stays fp32
@@ -243,7 +253,18 @@ def int8_decoder_graph(src: Path, dst: Path, layout: dict, context: Path, seed: 
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
     finally:
         logging.getLogger().removeFilter(advice)
+    model = onnx.load(str(dst))
+    luts = snake_luts(model)
+    qdq = sessions.create(dst, ["CPUExecutionProvider"], graph="speech_decoder")
+    _save(model, dst)
+    lookup = sessions.create(dst, ["CPUExecutionProvider"], graph="speech_decoder")
+    feeds = rec.feeds[-1]  # a call with a carried state
+    want, got = qdq.run(["waveform"], feeds)[0], lookup.run(["waveform"], feeds)[0]
+    diff = float(np.abs(want - got).max())
+    if diff > SNAKE_LUT_ATOL * max(1.0, float(np.abs(want).max())):
+        raise RuntimeError(f"int8 decoder: the Snake lookups changed the waveform by {diff:.2e} (max abs)")
     return {"convs_int8": _int8_convs(onnx.load(str(dst), load_external_data=False)), "convs_kept_fp32": kept,
+            "snake_lookups": luts, "snake_lookup_max_diff": diff,
             "calibration_calls": len(rec.feeds), "calibration_frames": list(CALIBRATION_FRAMES),
             "weights": "int8 per channel, symmetric", "activations": "uint8 per tensor, min/max calibrated"}
 
@@ -299,7 +320,7 @@ def make_variant(src: str | Path, out: str | Path, precision: str, decoder: str 
             tmp.unlink(missing_ok=True)
         d = checks["speech_decoder"]
         _log(f"speech_decoder: {d['convs_int8']} Convs -> int8, {len(d['convs_kept_fp32'])} kept fp32 (shared with "
-             f"the context graph)")
+             f"the context graph), {d['snake_lookups']} Snakes -> lookups")
     files = sorted(p for p in out.iterdir() if p.is_file() and p.name != C.MANIFEST)
     manifest["files"] = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files}
     if precision == "fp16":  # the talker's KV cache is fp16 now: the contract says so, and the manifest
@@ -308,6 +329,7 @@ def make_variant(src: str | Path, out: str | Path, precision: str, decoder: str 
     manifest["precision"] = precision
     manifest["decoder_precision"] = decoder
     manifest["precision_details"] = checks
+    manifest["variant_revision"] = VARIANT_REVISION
     (out / C.MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     _log(f"wrote {out / C.MANIFEST}")
     return manifest
