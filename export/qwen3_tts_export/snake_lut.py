@@ -103,7 +103,8 @@ def _table(model, g: _Graph, chain: list) -> np.ndarray:
 
 
 def snake_luts(model) -> int:
-    """Rewrites `model` (a QDQ speech decoder) in place; returns the number of Snakes turned into lookups."""
+    """Rewrites `model` (a QDQ speech decoder) in place; returns the number of Snakes turned into lookups. The
+    tables are expanded to the batch size, taken from the first axis of the graph's first input (the codes)."""
     g = _Graph(model.graph)
     chains = [c for c in (_match(g, n) for n in model.graph.node if n.op_type == "Sin") if c]
     if not chains:
