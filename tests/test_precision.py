@@ -210,38 +210,67 @@ def test_int8_decoder(models, tmp_path):
     np.testing.assert_allclose(tail, got[50 * 1920:], atol=1e-5)
 
 
-def test_snake_lookup_equals_the_chain_it_replaces():
-    """snake_lut.py on a hand-made QDQ Snake (DequantizeLinear, Snake, QuantizeLinear; random alpha and 1/beta per
-    channel): the lookup gives exactly the chain's bytes, for a batch of two (the table is expanded to the batch)."""
-    import onnx
-    import onnxruntime as ort
+def _snake_qdq(kind: str, c: int, seed: int):
+    """A hand-made QDQ Snake with random alpha and 1/beta per channel. "bytes": q [b, c, t] -> DequantizeLinear ->
+    Snake -> QuantizeLinear. "values": q [b, t, c] -> DequantizeLinear -> Transpose -> Snake -> Concat with a state
+    [b, c, 3] -> QuantizeLinear, and the dequantized input also read by a second output (so it must stay)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from qwen3_tts_export.snake_lut import snake_luts
-
-    rng = np.random.default_rng(3)
-    c = 6
+    rng = np.random.default_rng(seed)
     inits = [numpy_helper.from_array(a, n) for a, n in (
         (np.array(0.05, np.float32), "s_in"), (np.array(120, np.uint8), "z_in"),
         (np.array(0.07, np.float32), "s_out"), (np.array(110, np.uint8), "z_out"),
         (rng.uniform(0.2, 3, (1, c, 1)).astype(np.float32), "alpha"),
         (rng.uniform(0.2, 3, (1, c, 1)).astype(np.float32), "inv_beta"))]
-    nodes = [helper.make_node("DequantizeLinear", ["q", "s_in", "z_in"], ["x"]),
-             helper.make_node("Mul", ["x", "alpha"], ["ax"]), helper.make_node("Sin", ["ax"], ["s"]),
+    snake = [helper.make_node("Mul", ["x", "alpha"], ["ax"]), helper.make_node("Sin", ["ax"], ["s"]),
              helper.make_node("Mul", ["s", "s"], ["s2"]), helper.make_node("Mul", ["inv_beta", "s2"], ["t"]),
-             helper.make_node("Add", ["x", "t"], ["y"]), helper.make_node("QuantizeLinear", ["y", "s_out", "z_out"], ["out"])]
-    graph = helper.make_graph(nodes, "snake", [helper.make_tensor_value_info("q", TensorProto.UINT8, ["b", c, "t"])],
-                              [helper.make_tensor_value_info("out", TensorProto.UINT8, ["b", c, "t"])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    q = rng.integers(0, 256, (2, c, 1000)).astype(np.uint8)
+             helper.make_node("Add", ["x", "t"], ["y"])]
+    u8, f32 = TensorProto.UINT8, TensorProto.FLOAT
+    if kind == "bytes":
+        nodes = [helper.make_node("DequantizeLinear", ["q", "s_in", "z_in"], ["x"]), *snake,
+                 helper.make_node("QuantizeLinear", ["y", "s_out", "z_out"], ["out"])]
+        inputs = [helper.make_tensor_value_info("q", u8, ["b", c, "t"])]
+        outputs = [helper.make_tensor_value_info("out", u8, ["b", c, "t"])]
+    else:
+        nodes = [helper.make_node("DequantizeLinear", ["q", "s_in", "z_in"], ["xt"]),
+                 helper.make_node("Transpose", ["xt"], ["x"], perm=[0, 2, 1]), *snake,
+                 helper.make_node("Concat", ["state", "y"], ["cat"], axis=2),
+                 helper.make_node("QuantizeLinear", ["cat", "s_out", "z_out"], ["out"]),
+                 helper.make_node("Neg", ["x"], ["residual"])]
+        inputs = [helper.make_tensor_value_info("q", u8, ["b", "t", c]),
+                  helper.make_tensor_value_info("state", f32, ["b", c, 3])]
+        outputs = [helper.make_tensor_value_info("out", u8, ["b", c, "t3"]),
+                   helper.make_tensor_value_info("residual", f32, ["b", c, "t"])]
+    graph = helper.make_graph(nodes, "snake", inputs, outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("kind", ["bytes", "values"])
+def test_snake_lookup_equals_the_chain_it_replaces(kind):
+    """snake_lut.py on a hand-made QDQ Snake: the lookup gives exactly the chain's bytes, for a batch of two (the
+    table is expanded to the batch), with the Snake's input moved by a Transpose and its output concatenated with a
+    state before the QuantizeLinear ("values"), or quantized directly ("bytes")."""
+    import onnx
+    import onnxruntime as ort
+
+    from qwen3_tts_export.snake_lut import snake_luts
+
+    c, rng = 6, np.random.default_rng(4)
+    model = _snake_qdq(kind, c, seed=3)
+    feeds = {"q": rng.integers(0, 256, (2, c, 1000) if kind == "bytes" else (2, 1000, c)).astype(np.uint8)}
+    if kind == "values":
+        feeds["state"] = rng.normal(0, 3, (2, c, 3)).astype(np.float32)
 
     def run(m):
-        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"q": q})[0]
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
 
     want = run(model)
     lut = onnx.ModelProto.FromString(model.SerializeToString())
     assert snake_luts(lut) == 1
-    assert not any(n.op_type == "Sin" for n in lut.graph.node)
+    ops = [n.op_type for n in lut.graph.node]
+    assert "Sin" not in ops and ops.count("GatherElements") == 1
+    assert ops.count("DequantizeLinear") == (kind == "values")  # kept only where another output reads it
     got = run(lut)
-    assert got.dtype == np.uint8 and got.shape == want.shape
-    assert (got == want).mean() == 1.0, f"{(got != want).sum()} bytes differ"
+    for w, g in zip(want, got):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        assert (g == w).all(), f"{(g != w).sum()} elements differ"

@@ -22,8 +22,9 @@ peaks near twice the fp16 maximum, stays fp32 (the 1.7B has six times the headro
     decoder     speech_decoder becomes                            meant for
     int8        the Convs as int8 (QDQ: per-channel symmetric    CPU: ONNX Runtime fuses each into a QLinearConv
                 int8 weights, uint8 activations with ranges       on its integer matrix-product kernels (VNNI,
-                calibrated on the fp32 decoder's own              AMX); the Snakes between two int8 Convs become
-                activations); everything else fp32                table lookups (snake_lut.py: the same bytes);
+                calibrated on the fp32 decoder's own              AMX); the Snakes on dequantized int8 outputs
+                activations); everything else fp32                become table lookups (snake_lut.py: the same
+                                                                  bytes);
                                                                   2x the fp32 decoder on the Intel bench machine,
                                                                   with a loss the SNR guard states
 
@@ -49,8 +50,9 @@ from .export import TWO_GB
 from .snake_lut import snake_luts
 
 # Bumped when a variant's graphs change for the same fp32 export (scripts/bench.py re-makes the ones it caches).
-# 2: the int8 decoder's inner Snakes as table lookups (snake_lut.py).
-VARIANT_REVISION = 2
+# 2: the int8 decoder's inner Snakes as table lookups (snake_lut.py). 3: also the Snakes after the upsampling
+# convolutions and before the first block.
+VARIANT_REVISION = 3
 PRECISIONS = ("fp32", "int8", "int4", "fp16")
 DECODER_PRECISIONS = ("fp32", "int8")
 CONVERTED_GRAPHS = ("talker", "code_predictor")
