@@ -25,7 +25,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     layout = Qwen3TTS.from_pretrained(a.artifacts, threads=a.threads).decoder.layout
-    decoders = [SpeechDecoder(sessions.create(g, ["CPUExecutionProvider"], a.threads, "speech_decoder"), layout) for g in a.graphs]
+    decoders = [SpeechDecoder(sessions.create(g, ["CPUExecutionProvider"], a.threads, "speech_decoder"), layout)
+                for g in a.graphs]
     codes = np.random.default_rng(0).integers(0, 2048, (a.frames, 16))
     ms = [[] for _ in decoders]
     out = [None] * len(decoders)

@@ -265,8 +265,8 @@ def int8_decoder_graph(src: Path, dst: Path, layout: dict, context: Path, seed: 
     diff = float(np.abs(want - got).max())
     if diff > SNAKE_LUT_ATOL * max(1.0, float(np.abs(want).max())):
         raise RuntimeError(f"int8 decoder: the Snake lookups changed the waveform by {diff:.2e} (max abs)")
-    return {"convs_int8": _int8_convs(onnx.load(str(dst), load_external_data=False)), "convs_kept_fp32": kept,
-            "snake_lookups": luts, "snake_lookup_max_diff": diff,
+    return {"convs_int8": _int8_convs(model), "convs_kept_fp32": kept, "snake_lookups": luts,
+            "snake_lookup_max_diff": diff,
             "calibration_calls": len(rec.feeds), "calibration_frames": list(CALIBRATION_FRAMES),
             "weights": "int8 per channel, symmetric", "activations": "uint8 per tensor, min/max calibrated"}
 

@@ -28,7 +28,6 @@ LEVELS = 256  # uint8
 
 class _Graph:
     def __init__(self, graph):
-        self.graph = graph
         self.inits = {i.name: i for i in graph.initializer}
         self.producer = {o: n for n in graph.node for o in n.output}
         self.consumers: dict = {}
