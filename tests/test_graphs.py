@@ -44,6 +44,12 @@ def test_talker_prefill_and_decode_step(models, name):
                            **past})
     assert np.abs(step[0] - want_logits).max() <= TOL
     assert np.abs(step[1] - want_hidden).max() <= TOL
+    # the same step with a mask of the cache's capacity (zeros past position 11), as a replayed CUDA graph feeds it
+    fixed = np.zeros((1, 16), np.int64)
+    fixed[:, :12] = 1
+    again = sess.run(None, {"inputs_embeds": x[:, 11:].numpy(), "attention_mask": fixed,
+                            **{n.replace("present", "past_key_values"): v for n, v in zip(names[2:], first[2:])}})
+    assert np.array_equal(again[0], step[0]) and np.array_equal(again[1], step[1])
     # the same sequence behind 3 positions of left padding, in a batch with the unpadded one: the graph rotates at
     # cache positions, 3 more than the official positions of the padded row, which must not change its outputs
     # (RoPE scores depend on distances only); prefill 11 (8 real), then the 12th position as a decode step

@@ -36,8 +36,9 @@ ATOL = 1e-4
 # behind If nodes. 4: the talker's attention without query_seqlens (runs on onnxruntime 1.31). 5: group 0 sampled
 # in the code predictor's graph (with FORMAT_VERSION 6, which changed its inputs). 6: the talker's RoPE inside its
 # attention op, at cache positions (with FORMAT_VERSION 7: no position_ids input). 7: residual adds fused into the
-# RMSNorms after them (modules/skip_norm.py).
-GRAPH_REVISION = 7
+# RMSNorms after them (modules/skip_norm.py). 8: the talker reads T from its mask's values (a mask of the cache's
+# capacity, zeros past T, is a fixed shape for CUDA graph replay).
+GRAPH_REVISION = 8
 TWO_GB = 2 * 1024**3
 AUTO = torch.export.Dim.AUTO
 
@@ -137,13 +138,15 @@ def _export_checked(module, spec: C.GraphSpec, out: Path, args, trace: tuple, ch
 
 
 def _talker_args(t: dict, g: torch.Generator):
-    def args(b: int, s: int, p: int):
+    def args(b: int, s: int, p: int, tail: int = 0):
+        """tail: zeros after the mask's P + S ones, up to the cache's capacity (a fixed-size mask)"""
         h, kv, d = t["hidden_size"], t["num_key_value_heads"], t["head_dim"]
-        mask = torch.ones(b, p + s, dtype=torch.int64)
+        mask = torch.ones(b, p + s + tail, dtype=torch.int64)
         mask[0, :1] = 0  # one left-padded row
+        mask[:, p + s:] = 0
         # cache buffers with room to spare: the past in front, zeros after it (ONNX Runtime leaves the positions
         # past P + S as it found them, torch's reference copies them: both must read zeros there)
-        past = [torch.zeros(b, kv, p + s + 3, d) for _ in range(2 * t["num_hidden_layers"])]
+        past = [torch.zeros(b, kv, p + s + max(tail, 3), d) for _ in range(2 * t["num_hidden_layers"])]
         for buf in past:
             buf[:, :, :p] = torch.randn(b, kv, p, d, generator=g)
         return (torch.randn(b, s, h, generator=g), mask, *past)
@@ -153,7 +156,8 @@ def _talker_args(t: dict, g: torch.Generator):
 
 def export_talker(sd: dict, t: dict, spec: C.GraphSpec, out: Path, g: torch.Generator) -> dict:
     ds = ({0: AUTO, 1: AUTO}, {0: AUTO, 1: AUTO}, tuple({0: AUTO, 2: AUTO} for _ in range(2 * t["num_hidden_layers"])))
-    err = _export_checked(Talker(sd, t).eval(), spec, out, _talker_args(t, g), (2, 3, 4), ((1, 9, 0), (3, 1, 7)), ds)
+    err = _export_checked(Talker(sd, t).eval(), spec, out, _talker_args(t, g), (2, 3, 4),
+                          ((1, 9, 0), (3, 1, 7), (2, 1, 6, 5)), ds)
     return {"max_abs_vs_torch": err}
 
 

@@ -31,9 +31,9 @@ class Positions:
     """The inputs that place one call's positions, computed once per call and shared by every layer (one node
     each in the graph, not one per layer).
 
-    seqlens_k [B] int32 (T - 1), total [] int32 (T); bias [B,1,S,T] (0 = may attend, -inf = left padding; None =
-    no padding); rotary: (cos, sin) [max positions, D/2] tables the op rotates q and k with (query row s and its key
-    at position P + s); grow: the present outputs are the past plus this call's positions."""
+    seqlens_k [B] int32 (T - 1), total [] int32 (T, or the capacity C for a decode step with a fixed-size bias);
+    bias [B,1,S,total] (0 = may attend, -inf = left padding or past T; None = no padding); rotary: (cos, sin) [max
+    positions, D/2] tables the op rotates q and k with (query row s and its key at position P + s); grow: the present outputs are the past plus this call's positions."""
     seqlens_k: torch.Tensor
     total: torch.Tensor
     rotary: tuple
@@ -69,12 +69,16 @@ def group_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cac
                           kv_num_heads: int, scale: float, grow: bool
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     b, s, _ = q.shape
-    t, d = int(total), cache_k.shape[-1]
+    t, d = int(seqlens_k.max()) + 1, cache_k.shape[-1]
     past = t - s
-    # the cases this project uses: every row has the same T (padding is in the bias), and several new positions
-    # after a past only in a batch of one (ONNX Runtime before 1.32 takes no query_seqlens, which batches need)
-    if not bool((seqlens_k == t - 1).all()) or (past > 0 and s > 1 and b > 1):
-        raise NotImplementedError("the reference covers rows of equal length, and S > 1 after a past for B = 1")
+    # the cases this project uses: every row has the same T (padding is in the bias), which is the total length
+    # or, for a decode step (S = 1), less (a fixed-size bias, masked past T); several new positions after a past
+    # only in a batch of one (ONNX Runtime before 1.32 takes no query_seqlens, which batches need)
+    if not bool((seqlens_k == t - 1).all()) or (t != int(total) and s > 1) or (past > 0 and s > 1 and b > 1):
+        raise NotImplementedError("the reference covers rows of equal length T (less than the total for S = 1 "
+                                  "only), and S > 1 after a past for B = 1")
+    if bias is not None:
+        bias = bias[..., :t]
     q, k = q.view(b, s, num_heads, d), k.view(b, s, kv_num_heads, d)
     q, k = _rotate(q, cos_cache, sin_cache, past), _rotate(k, cos_cache, sin_cache, past)
     k, v = k.transpose(1, 2), v.view(b, s, kv_num_heads, d).transpose(1, 2)

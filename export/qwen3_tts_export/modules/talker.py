@@ -5,8 +5,8 @@
     present [B,KV,C,D] ◄──────┘   (the same buffer when bound to it)
 
 The KV cache lives outside the graph (generate.py keeps it) as buffers of a capacity C ≥ P + S that each layer's
-GroupQueryAttention writes in place (modules/gqa.py); the attention mask's length is P + S, and P = 0 is the
-prefill. The interleaved MRoPE of the official model reduces to plain 1-D RoPE because its three position rows are
+GroupQueryAttention writes in place (modules/gqa.py); the attention mask covers the P + S positions, and may run on
+with zeros up to C (a fixed-size mask, for graph replay); P = 0 is the prefill. The interleaved MRoPE of the official model reduces to plain 1-D RoPE because its three position rows are
 always equal (SPEC §3.5).
 
 RoPE is applied by the attention op, at the cache positions (P + s): no node of its own instead of a dozen per
@@ -42,16 +42,20 @@ class Talker(nn.Module):
 
     def forward(self, inputs_embeds, attention_mask, *past):
         s = inputs_embeds.shape[1]
-        total = attention_mask.shape[1]
+        # T = P + S, read from the mask's values: one past its last 1 (the new positions are real). The mask may run
+        # on with zeros past T, up to the cache's capacity: a mask of fixed size, whose values alone move on each
+        # step, as a replayed CUDA graph needs (generate.py's StaticFrameLoop). Positions come from cumulative sums
+        # rather than arange(shape), so that nothing data-dependent is computed on the host.
+        k_pos = torch.cumsum(torch.ones_like(attention_mask), dim=1) - 1                     # [B, Tm]
+        t = (k_pos * (attention_mask > 0)).amax(dim=1, keepdim=True) + 1                     # [B, 1]
+        q_pos = t - s + torch.cumsum(torch.ones_like(inputs_embeds[:, :, 0], dtype=torch.int64), dim=1) - 1
         # Causal over past + new positions, padding keys masked; a position always sees itself so that rows of
         # left padding stay finite (their outputs are never used).
-        q_pos = torch.arange(s, device=inputs_embeds.device).unsqueeze(1) + (total - s)
-        k_pos = torch.arange(total, device=inputs_embeds.device).unsqueeze(0)
-        causal = k_pos <= q_pos
-        mask = (causal.unsqueeze(0) & (attention_mask.unsqueeze(1) > 0)) | (k_pos == q_pos).unsqueeze(0)
+        q_pos, k_pos = q_pos.unsqueeze(2), k_pos.unsqueeze(1)                                 # [B,S,1], [B,1,Tm]
+        mask = ((k_pos <= q_pos) & (attention_mask.unsqueeze(1) > 0)) | (k_pos == q_pos)
         bias = torch.zeros(mask.shape, dtype=inputs_embeds.dtype).masked_fill(~mask, float("-inf")).unsqueeze(1)
-        b = inputs_embeds.shape[0]
-        pos = Positions(torch.full((b,), total - 1, dtype=torch.int32), torch.full((), total, dtype=torch.int32),
+        pos = Positions((t[:, 0] - 1).to(torch.int32),
+                        torch.full((), attention_mask.shape[1], dtype=torch.int32),
                         bias=bias, rotary=(self.cos_cache, self.sin_cache))
         x, skip = inputs_embeds, None
         present = []
