@@ -30,11 +30,11 @@ def main() -> None:
         cache = G.KVCache(cfg["num_hidden_layers"], 1, cfg["num_key_value_heads"], cfg["head_dim"], talker.device,
                           capacity=past + a.steps)
         x = rng.standard_normal((1, past + a.steps, cfg["hidden_size"])).astype(np.float32) * 0.1
-        G.FrameLoop._talker(talker, x[:, :past], np.ones((1, past), np.int64), cache)
+        G.talker_call(talker, x[:, :past], np.ones((1, past), np.int64), cache)
         ms = []
         for i in range(past, past + a.steps):
             t = time.perf_counter()
-            G.FrameLoop._talker(talker, x[:, i:i + 1], np.ones((1, i + 1), np.int64), cache)
+            G.talker_call(talker, x[:, i:i + 1], np.ones((1, i + 1), np.int64), cache)
             ms.append((time.perf_counter() - t) * 1000)
         print(f"past {past}: step {np.median(ms[2:]):.1f} ms (median of {len(ms) - 2})")
 

@@ -104,6 +104,9 @@ def variant(models, tmp_path_factory):
                 cfg = json.loads((models(name).ckpt / "config.json").read_text())
                 kept += 15 * cfg["talker_config"]["code_predictor_config"]["num_hidden_layers"]
             assert d["code_predictor"]["matmuls_kept_fp32"] == kept  # + the 0.6B's down-projections in fp16
+            if precision == "fp16":  # made replayable as CUDA graphs (graph_capture.py): these tests run it so
+                assert d["code_predictor"]["ifs_inlined"] > 0
+                assert d["code_predictor"]["capture_blockers"] == d["talker"]["capture_blockers"] == []
             cache[(name, precision)] = Qwen3TTS.from_pretrained(out)
         return cache[(name, precision)]
 

@@ -13,8 +13,8 @@ precision.
                 input dimension                                   integer dot-product units (AVX-512 VNNI / AVX2)
     fp16        fp16 MatMuls between Casts: weights and matrix    CUDA (tensor cores; the CPU provider runs them
                 products in fp16, and the attention (the          as fp32 after casting, which is how the tests
-                talker's KV cache I/O included); the residual     check the rounding without a GPU)
-                stream, norms and sampling in fp32
+                talker's KV cache I/O included); the residual     check the rounding without a GPU); the graphs
+                stream, norms and sampling in fp32                replayable as CUDA graphs (graph_capture.py)
 
 fp16 keeps fp32 where fp16 overflows (LESSONS.md): the 0.6B code predictor's MLP down-projection, whose activation
 peaks near twice the fp16 maximum, stays fp32 (the 1.7B has six times the headroom and gets fp16).
@@ -47,12 +47,13 @@ from qwen3_tts_onnx import contracts as C
 from qwen3_tts_onnx.artifacts import sha256_file
 
 from .export import TWO_GB
+from .graph_capture import make_capturable
 from .snake_lut import snake_luts
 
 # Bumped when a variant's graphs change for the same fp32 export (scripts/bench.py re-makes the ones it caches).
 # 2: the int8 decoder's inner Snakes as table lookups (snake_lut.py). 3: also the Snakes after the upsampling
-# convolutions and before the first block.
-VARIANT_REVISION = 3
+# convolutions and before the first block. 4: fp16's code predictor without If nodes (graph_capture.py).
+VARIANT_REVISION = 4
 PRECISIONS = ("fp32", "int8", "int4", "fp16")
 DECODER_PRECISIONS = ("fp32", "int8")
 CONVERTED_GRAPHS = ("talker", "code_predictor")
@@ -173,11 +174,15 @@ def fp16_graph(src: Path, dst: Path, keep: tuple) -> dict:
     stored fp16, input cast to fp16, output cast back), and so does every GroupQueryAttention, the talker's with its
     KV cache inputs/outputs in fp16 (ONNX Runtime's CUDA GroupQueryAttention is fp16/bf16 only; an fp32 one would
     run on the CPU, the cache copied across every step). Every other node stays fp32 (ONNX Runtime's converter
-    with all other nodes on its block list)."""
+    with all other nodes on its block list). The graph is first made replayable as a CUDA graph
+    (graph_capture.py: the sampler's If nodes inlined; same results)."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(src))
+    capture = make_capturable(model)
+    if capture["capture_blockers"]:
+        _log(f"{src.name} cannot be captured as a CUDA graph: {'; '.join(capture['capture_blockers'])}")
     converted, kept = _weight_matmuls(model, keep)
     chosen = set(converted) | {n.name for n in model.graph.node if n.op_type == "GroupQueryAttention"}
     block = [n.name for n in _all_nodes(model.graph) if n.name not in chosen]
@@ -187,7 +192,7 @@ def fp16_graph(src: Path, dst: Path, keep: tuple) -> dict:
     _read_fp32_in_branches(model)
     _drop_repeated_nodes(model)
     _save(model, dst)
-    return {"matmuls_fp16": len(converted), "matmuls_kept_fp32": len(kept), "kept_fp32": list(keep)}
+    return {"matmuls_fp16": len(converted), "matmuls_kept_fp32": len(kept), "kept_fp32": list(keep), **capture}
 
 
 class _DropPreprocessingAdvice(logging.Filter):

@@ -20,6 +20,7 @@ import numpy as np
 from . import artifacts as artifacts_mod
 from . import audio as audio_mod
 from . import contracts as C
+from . import graph_replay as graph_replay_mod
 from . import sessions as sessions_mod
 from .decode import SpeechDecoder, check_mode
 from .errors import InputError
@@ -73,15 +74,25 @@ class Prepared:
 
 
 class Qwen3TTS:
-    def __init__(self, arts: artifacts_mod.Artifacts, sessions: dict):
+    def __init__(self, arts: artifacts_mod.Artifacts, sessions: dict, graph_replay: bool = False):
+        """graph_replay: run the frame loop on fixed buffers (graph_replay.py), which lets sessions made with
+        sessions.with_cuda_graphs() replay CUDA graphs; on the CPU the same loop without capture."""
         self.artifacts = arts
         self.cfg = arts.config
         self.model_type, self.model_size = arts.model_type, arts.model_size
         self.sessions = sessions
         self.tokenizer = TextTokenizer(arts.root / C.TOKENIZER)
         self.generate_defaults = dict(arts.manifest.get("generation_defaults", {}))
-        self._loop = FrameLoop(sessions["talker"], sessions["code_predictor"], self.cfg)
         talker_providers = getattr(sessions["talker"], "get_providers", list)()  # wrappers may not say
+        replay = None
+        if graph_replay:
+            graph_replay_mod.check_artifacts(arts.manifest, arts.root)
+            if not all(hasattr(sessions[g], "io_binding") for g in graph_replay_mod.REPLAYED):
+                raise InputError("graph_replay needs onnxruntime InferenceSessions (IO bindings) for the talker and "
+                                 "the code predictor")
+            replay = graph_replay_mod.GraphReplay("cuda" if talker_providers[:1] == [sessions_mod.CUDA] else "cpu",
+                                                  self.cfg["max_position_embeddings"])
+        self._loop = FrameLoop(sessions["talker"], sessions["code_predictor"], self.cfg, replay)
         if talker_providers[:1] == [sessions_mod.CUDA] and self.cfg.get("kv_cache_dtype") != "float16":
             warnings.warn(f"{arts.root}: this talker's attention is fp32, which ONNX Runtime's CUDA provider does not "
                           "run (its GroupQueryAttention is fp16/bf16 only): it falls back to the CPU and the KV cache "
@@ -91,12 +102,20 @@ class Qwen3TTS:
 
     # ------------------------------------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, path, providers=None, threads: int | None = None, verify: bool = True) -> "Qwen3TTS":
+    def from_pretrained(cls, path, providers=None, threads: int | None = None, verify: bool = True,
+                        cuda_graphs: bool = False) -> "Qwen3TTS":
         """Load exported artifacts (a directory with manifest.json). providers: ONNX Runtime execution providers,
-        CUDA first when available. verify: check every file's sha256 against the manifest."""
+        CUDA first when available. verify: check every file's sha256 against the manifest. cuda_graphs: replay
+        the talker's decode step and the code predictor as CUDA graphs (CUDA provider and the fp16 variant;
+        graph_replay.py; off by default until measured on a GPU: BENCHMARKS.md)."""
         arts = artifacts_mod.load(path, verify_hashes=verify)
-        sessions = {g: sessions_mod.create(arts.graph_path(g), providers, threads, g) for g in arts.graph_names}
-        return cls(arts, sessions)
+        providers = list(providers or sessions_mod.default_providers())
+        if cuda_graphs:
+            graph_replay_mod.check_capturable(arts.manifest, arts.root, providers)
+        sessions = {g: sessions_mod.create(arts.graph_path(g), sessions_mod.with_cuda_graphs(providers)
+                                           if cuda_graphs and g in graph_replay_mod.REPLAYED else providers, threads, g)
+                    for g in arts.graph_names}
+        return cls(arts, sessions, graph_replay=cuda_graphs)
 
     @classmethod
     def from_sessions(cls, path, sessions: dict, verify: bool = False) -> "Qwen3TTS":

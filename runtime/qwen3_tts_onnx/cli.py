@@ -24,7 +24,7 @@ def _speak(a) -> int:
 
     from .api import Qwen3TTS
 
-    tts = Qwen3TTS.from_pretrained(a.model, threads=a.threads)
+    tts = Qwen3TTS.from_pretrained(a.model, threads=a.threads, cuda_graphs=a.cuda_graphs)
     kwargs = {}
     if a.greedy:
         kwargs.update(do_sample=False, subtalker_dosample=False)
@@ -131,6 +131,9 @@ def main(argv=None) -> int:
     s.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES,
                    help=f"--stream: frames per later chunk (default {DEFAULT_CHUNK_FRAMES})")
     s.add_argument("--threads", type=int, help="CPU threads per session (default: $QWEN3_TTS_THREADS, else all cores)")
+    s.add_argument("--cuda-graphs", action="store_true",
+                   help="replay the talker step and the code predictor as CUDA graphs (CUDA provider, fp16 export; "
+                        "not yet measured on a GPU: BENCHMARKS.md)")
     s.add_argument("--out", required=True, help="output WAV path, or - for raw PCM to stdout (with --stream)")
     s.add_argument("--codes-out", help="also save the codes as int64 [frames, 16] .npy")
     v = sub.add_parser("voice", help="voice prompts for Base models")
@@ -149,12 +152,16 @@ def main(argv=None) -> int:
     sv.add_argument("--max-active", type=int, default=8, help="requests generating at once, batched (default 8)")
     sv.add_argument("--max-batch", type=int, default=8, help="rows (sentences) per batched frame loop (default 8)")
     sv.add_argument("--max-queue", type=int, default=16, help="requests waiting before 429 (default 16)")
+    sv.add_argument("--cuda-graphs", action="store_true",
+                    help="replay the talker step and the code predictor as CUDA graphs (CUDA provider, fp16 export; "
+                        "not yet measured on a GPU: BENCHMARKS.md)")
     a = p.parse_args(argv)
     try:
         if a.command == "serve":
             from .server import serve
 
-            serve(a.model, a.host, a.port, a.voices, a.threads, a.max_active, a.max_queue, a.max_batch)
+            serve(a.model, a.host, a.port, a.voices, a.threads, a.max_active, a.max_queue, a.max_batch,
+                  cuda_graphs=a.cuda_graphs)
             return 0
         return _speak(a) if a.command == "speak" else _voice_create(a)
     except Qwen3TTSError as e:

@@ -25,6 +25,8 @@ same rules, which the tests hold the graph to, is sampling.py here).
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,21 +168,69 @@ class KVCache:
         self.length += new
 
 
-class FrameLoop:
-    """Runs the talker and code predictor sessions; `run()` yields one [B, 16] array of codes per frame."""
+def talker_call(talker: BoundSession, embeds, mask, cache: KVCache) -> tuple:
+    """One talker call on `cache` (room made for the new positions, written in place) -> (logits, hidden)."""
+    b, s = embeds.shape[:2]
+    cache.reserve(cache.length + s)
+    out = talker.run({"inputs_embeds": embeds, "attention_mask": mask, **cache.feeds()}, {"batch": b, "seq": s},
+                     inplace=cache.inplace())
+    cache.update(out, s)
+    return out["logits"], out["hidden"]
 
-    def __init__(self, talker, code_predictor, cfg: dict):
+
+class DynamicSteps:
+    """The talker and code predictor calls of one run, the usual way: bindings made for the run, outputs in fresh
+    buffers (the KV cache's excepted), the attention mask growing by one position per step and the KV cache by
+    doubling. `lock`: held around each session call (FrameLoop's; a no-op unless graphs are replayed)."""
+
+    def __init__(self, loop: "FrameLoop", embeds: np.ndarray, mask: np.ndarray, budgets: np.ndarray):
+        b, cfg = embeds.shape[0], loop.cfg
+        self.lock = loop.lock
+        # bindings per run: the sessions are shared by concurrent runs (server threads), a binding is not
+        self.talker, self.code_predictor = bind(loop.talker, host=()), bind(loop.code_predictor, host=("codes",))
+        self.cache = KVCache(cfg["num_hidden_layers"], b, cfg["num_key_value_heads"], cfg["head_dim"],
+                             self.talker.device, capacity=embeds.shape[1] + min(int(budgets.max()), KV_HEADROOM),
+                             dtype=cfg.get("kv_cache_dtype", "float32"))
+        self.batch, self.mask = b, mask
+        self.seen = np.zeros((b, C.TALKER_VOCAB), dtype=bool)  # no group-0 id generated yet
+        self.logits, self.hidden = self._talker(embeds)
+        self.next_embed = None
+
+    def _talker(self, embeds):
+        with self.lock:
+            return talker_call(self.talker, embeds, self.mask, self.cache)
+
+    def predict(self, feeds: dict) -> np.ndarray:
+        """feeds: the code predictor's per-frame inputs (step, finished, text_embed, noise) and the sampling
+        options. Returns the frame's codes [B, 16] on the host."""
+        with self.lock:
+            out = self.code_predictor.run({"past_hidden": self.hidden, "logits": self.logits, "seen": self.seen,
+                                           **feeds}, {"batch": self.batch})
+        self.seen, self.next_embed = out["seen_next"], out["next_embed"]
+        return out["codes"]
+
+    def advance(self) -> None:
+        """The talker's step on the last frame's next input."""
+        self.mask = np.concatenate([self.mask, np.ones((self.batch, 1), dtype=np.int64)], axis=1)
+        self.logits, self.hidden = self._talker(self.next_embed)
+
+    def close(self) -> None:
+        pass
+
+
+class FrameLoop:
+    """Runs the talker and code predictor sessions; `run()` yields one [B, 16] array of codes per frame.
+
+    replay: a graph_replay.GraphReplay, whose fixed buffers let ONNX Runtime replay CUDA graphs of the decode step
+    and the code predictor (on the CPU: the same fixed-buffer loop, without capture); None: DynamicSteps."""
+
+    def __init__(self, talker, code_predictor, cfg: dict, replay=None):
         self.talker, self.code_predictor, self.cfg = talker, code_predictor, cfg
         self.eos = cfg["codec_eos_token_id"]
-
-    @staticmethod
-    def _talker(talker, embeds, mask, cache: KVCache):
-        b, s = embeds.shape[:2]
-        cache.reserve(cache.length + s)
-        out = talker.run({"inputs_embeds": embeds, "attention_mask": mask, **cache.feeds()},
-                         {"batch": b, "seq": s}, inplace=cache.inplace())
-        cache.update(out, s)
-        return out["logits"], out["hidden"]
+        self.replay = replay
+        # A captured CUDA graph must not see another thread's work on its sessions mid-capture: with replay, one
+        # session call at a time (concurrent runs still interleave, call by call).
+        self.lock = threading.Lock() if replay is not None else contextlib.nullcontext()
 
     def run(self, embeds: np.ndarray, mask: np.ndarray, trailing: np.ndarray, pad_embed: np.ndarray,
             opts: GenerationOptions, rngs: list, budgets: np.ndarray | None = None, stop: np.ndarray | None = None):
@@ -190,17 +240,10 @@ class FrameLoop:
         the caller may set a row's entry at any time to end that row (cancellation). Yields
         (frame_codes [B, 16], finished [B] bool) per frame; a finished row's codes are to be dropped."""
         b = embeds.shape[0]
-        # bindings per run: the sessions are shared by concurrent runs (server threads), a binding is not
-        talker, code_predictor = bind(self.talker, host=()), bind(self.code_predictor, host=("codes",))
         budgets = np.full(b, opts.max_new_tokens) if budgets is None else np.asarray(budgets)
         stop = np.zeros(b, dtype=bool) if stop is None else stop
-        cfg = self.cfg
-        cache = KVCache(cfg["num_hidden_layers"], b, cfg["num_key_value_heads"], cfg["head_dim"], talker.device,
-                        capacity=embeds.shape[1] + min(int(budgets.max()), KV_HEADROOM),
-                        dtype=cfg.get("kv_cache_dtype", "float32"))
-        logits, hidden = self._talker(talker, embeds, mask, cache)
-        finished = np.zeros(b, dtype=bool)
-        seen = np.zeros((b, C.TALKER_VOCAB), dtype=bool)  # no group-0 id generated yet
+        if len(rngs) != b:
+            raise ValueError(f"one random generator per row: {len(rngs)} for {b} rows")
         options = {"group0_do_sample": np.array(bool(opts.do_sample)),
                    "group0_temperature": np.array(opts.temperature, dtype=np.float32),
                    "group0_top_k": np.array(effective_top_k(opts.top_k, C.TALKER_VOCAB), dtype=np.int64),
@@ -210,8 +253,16 @@ class FrameLoop:
                    "temperature": np.array(opts.subtalker_temperature, dtype=np.float32),
                    "top_k": np.array(effective_top_k(opts.subtalker_top_k, C.CODEBOOK_SIZE), dtype=np.int64),
                    "top_p": np.array(opts.subtalker_top_p, dtype=np.float32)}
-        if len(rngs) != b:
-            raise ValueError(f"one random generator per row: {len(rngs)} for {b} rows")
+        steps = self.replay.steps(self, embeds, mask, budgets) if self.replay is not None else None
+        steps = steps or DynamicSteps(self, embeds, mask, budgets)
+        try:
+            yield from self._frames(steps, trailing, pad_embed, options, rngs, budgets, stop)
+        finally:
+            steps.close()  # also when the caller closes the generator (cancellation)
+
+    def _frames(self, steps, trailing, pad_embed, options, rngs, budgets, stop):
+        b = len(rngs)
+        finished = np.zeros(b, dtype=bool)
         # The token drawn at step `last` would reach every row's budget, and such a token gets no frame (below), so
         # it is not drawn: neither its talker step nor its code predictor run (the official loop runs the first,
         # not the second). A token that reaches a smaller budget is drawn, being in a batch with longer rows.
@@ -225,11 +276,9 @@ class FrameLoop:
             for row, r in zip(noise, rngs):  # per row: group 0's uniform number, then the sub-talker's 15
                 row[0] = r.random(dtype=np.float32)
                 row[1:] = r.random(C.NUM_CODE_GROUPS - 1, dtype=np.float32)
-            out = code_predictor.run({
-                "past_hidden": hidden, "logits": logits, "seen": seen, "step": np.array(step, dtype=np.int64),
-                "finished": finished.copy(), "text_embed": np.ascontiguousarray(text, dtype=np.float32),
-                "noise": noise, **options}, {"batch": b})
-            codes, seen = out["codes"], out["seen_next"]
+            codes = steps.predict({"step": np.array(step, dtype=np.int64), "finished": finished.copy(),
+                                   "text_embed": np.ascontiguousarray(text, dtype=np.float32), "noise": noise,
+                                   **options})
             # as in the official loop, the token that reaches a row's budget ends it without getting its frame
             finished |= (codes[:, 0] == self.eos) | (step >= budgets - 1)
             if finished.all():
@@ -237,8 +286,7 @@ class FrameLoop:
             yield codes, finished.copy()
             if step + 1 == last:
                 return
-            mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], axis=1)
-            logits, hidden = self._talker(talker, out["next_embed"], mask, cache)
+            steps.advance()
 
 
 def collect(frames, batch: int) -> list:

@@ -56,6 +56,17 @@ def default_threads() -> int:
 OPTIMIZATION = {"speech_decoder": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
 
 
+def provider_name(p) -> str:
+    """A providers entry's name: entries are names or (name, options) pairs, as ONNX Runtime takes them."""
+    return p if isinstance(p, str) else p[0]
+
+
+def with_cuda_graphs(providers) -> list:
+    """providers with the CUDA provider's graph capture on (its option enable_cuda_graph; graph_replay.py)."""
+    return [(provider_name(p), {**({} if isinstance(p, str) else dict(p[1])), "enable_cuda_graph": "1"})
+            if provider_name(p) == CUDA else p for p in providers]
+
+
 def session_options(threads: int | None = None, graph: str | None = None) -> ort.SessionOptions:
     """threads: intra-op threads (default: default_threads()); graph: the graph's name, for OPTIMIZATION."""
     so = ort.SessionOptions()
