@@ -7,7 +7,7 @@ PRECISION ?= fp32
 DECODER ?= fp32
 OUT ?= artifacts/$(notdir $(patsubst %/,%,$(MODEL)))$(if $(filter-out fp32,$(PRECISION)),-$(PRECISION))$(if $(filter-out fp32,$(DECODER)),-dec-$(DECODER))
 
-.PHONY: install export test demo bench bench-quick
+.PHONY: install export test demo bench bench-quick device-wheels
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,9 @@ bench:
 
 bench-quick:
 	$(BIN)/python scripts/bench.py --quick
+
+# onnxruntime-gpu for the lent GPU machine, in pieces a device call can carry (scripts/device_setup.sh)
+device-wheels:
+	mkdir -p .whl && cd .whl && $(abspath $(BIN))/pip download --quiet --no-deps --only-binary=:all: \
+		--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 'onnxruntime-gpu>=1.31' -d . \
+		&& for w in *.whl; do split -b 60M "$$w" "$$w.part-" && rm "$$w"; done && ls -l

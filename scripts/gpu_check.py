@@ -62,6 +62,7 @@ def main(argv=None) -> int:
         print(f"no CUDA provider in this onnxruntime ({ort.__version__}): install onnxruntime-gpu", file=sys.stderr)
         return 2
     else:
+        ort.preload_dlls()  # CUDA and cuDNN from the nvidia-* packages beside PyTorch
         usual = Qwen3TTS.from_pretrained(a.artifacts, providers=[CUDA, CPU])
         replay = Qwen3TTS.from_pretrained(a.artifacts, providers=[CUDA, CPU], cuda_graphs=True)
     result: dict = {"onnxruntime": ort.__version__, "frames": a.frames, "gpu_memory_mb_loaded": gpu_memory_mb(),

@@ -61,6 +61,17 @@ def _value(name, dtype, shape):
     return helper.make_tensor_value_info(name, dtype, shape)
 
 
+def test_capture_blockers_finds_an_attention_bias():
+    # ONNX Runtime's CUDA GroupQueryAttention refuses one: the talker before format version 8 passed one
+    gqa = helper.make_node("GroupQueryAttention", ["q", "k", "v", "pk", "pv", "s", "t", "", "", "", "bias"],
+                           ["o", "pko", "pvo"], domain="com.microsoft", name="attn", num_heads=2, kv_num_heads=1)
+    model = _graph([gqa], [_value(n, TensorProto.FLOAT, None) for n in ("q", "k", "v", "pk", "pv", "bias")]
+                   + [_value("s", TensorProto.INT32, [1])], [_value("o", TensorProto.FLOAT, None)],
+                   [numpy_helper.from_array(np.array(4, np.int32), "t")])  # the total length: a constant
+    problems = capture_blockers(model)
+    assert len(problems) == 1 and "'attn' has an attention_bias" in problems[0]
+
+
 def test_capture_blockers_finds_host_inputs_computed_from_data():
     # Reshape to a shape read from the data (blocks) and to one read from a Shape (does not)
     model = _graph([helper.make_node("ReduceMax", ["n"], ["m"], keepdims=1),
@@ -165,7 +176,7 @@ def test_cuda_graphs_are_refused_with_a_fix(models, tmp_path):
         check_capturable(manifest, m.art, [CUDA])
     with pytest.raises(ArtifactError, match="graph revision 7"):
         check_capturable(dict(manifest, graph_revision=7), m.art, [CUDA])
-    capturable = dict(manifest, precision_details={"code_predictor": {"capture_blockers": []}})
+    capturable = dict(manifest, precision_details={g: {"capture_blockers": []} for g in ("talker", "code_predictor")})
     check_capturable(capturable, m.art, [(CUDA, {"device_id": "0"}), "CPUExecutionProvider"])
 
 

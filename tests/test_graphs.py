@@ -50,18 +50,23 @@ def test_talker_prefill_and_decode_step(models, name):
     again = sess.run(None, {"inputs_embeds": x[:, 11:].numpy(), "attention_mask": fixed,
                             **{n.replace("present", "past_key_values"): v for n, v in zip(names[2:], first[2:])}})
     assert np.array_equal(again[0], step[0]) and np.array_equal(again[1], step[1])
-    # the same sequence behind 3 positions of left padding, in a batch with the unpadded one: the graph rotates at
-    # cache positions, 3 more than the official positions of the padded row, which must not change its outputs
-    # (RoPE scores depend on distances only); prefill 11 (8 real), then the 12th position as a decode step
+    # a batch of rows of different lengths, right-padded: the 12 positions above (prefill 11, then one step) beside
+    # a row of 15 (prefill 14, then one step); each row equals the official talker on its own sequence
+    y = torch.randn(1, 15, cfg["hidden_size"], generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want_y = talker.codec_head(talker.model(inputs_embeds=y, use_cache=False).last_hidden_state[:, -1]).numpy()
     xb = np.zeros((2, 15, cfg["hidden_size"]), np.float32)
-    xb[0, 3:], xb[1, :12] = x[0].numpy(), x[0].numpy()
-    mask = np.ones((2, 15), np.int64)
-    mask[0, :3] = 0
+    xb[0, :12], xb[1] = x[0].numpy(), y[0].numpy()
+    mask = np.zeros((2, 15), np.int64)
+    mask[0, :11], mask[1, :14] = 1, 1
     first = sess.run(None, {"inputs_embeds": xb[:, :14], "attention_mask": mask[:, :14], **_past(cfg, b=2)})
     past = {n.replace("present", "past_key_values"): v for n, v in zip(names[2:], first[2:])}
-    step = sess.run(None, {"inputs_embeds": xb[:, 14:], "attention_mask": mask, **past})
+    mask[0, 11], mask[1, 14] = 1, 1  # each row's next position
+    step_x = np.stack([xb[0, 11], xb[1, 14]])[:, None]
+    step = sess.run(None, {"inputs_embeds": step_x, "attention_mask": mask, **past})
     assert np.abs(step[0][0] - want_logits[0]).max() <= TOL
     assert np.abs(step[1][0] - want_hidden[0]).max() <= TOL
+    assert np.abs(step[0][1] - want_y[0]).max() <= TOL
 
 
 @pytest.mark.parametrize("name", ["cv_wide", "cv_equal"])

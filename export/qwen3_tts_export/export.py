@@ -37,8 +37,9 @@ ATOL = 1e-4
 # in the code predictor's graph (with FORMAT_VERSION 6, which changed its inputs). 6: the talker's RoPE inside its
 # attention op, at cache positions (with FORMAT_VERSION 7: no position_ids input). 7: residual adds fused into the
 # RMSNorms after them (modules/skip_norm.py). 8: the talker reads T from its mask's values (a mask of the cache's
-# capacity, zeros past T, is a fixed shape for CUDA graph replay).
-GRAPH_REVISION = 8
+# capacity, zeros past T, is a fixed shape for CUDA graph replay). 9: the talker's rows right-padded, no attention
+# bias (ONNX Runtime's CUDA GroupQueryAttention refuses one), with FORMAT_VERSION 8.
+GRAPH_REVISION = 9
 TWO_GB = 2 * 1024**3
 AUTO = torch.export.Dim.AUTO
 
@@ -139,11 +140,13 @@ def _export_checked(module, spec: C.GraphSpec, out: Path, args, trace: tuple, ch
 
 def _talker_args(t: dict, g: torch.Generator):
     def args(b: int, s: int, p: int, tail: int = 0):
-        """tail: zeros after the mask's P + S ones, up to the cache's capacity (a fixed-size mask)"""
+        """b rows of P + S positions, the first one position shorter when there is a past (right padding: rows of
+        different lengths), then `tail` zeros up to the cache's capacity (a fixed-size mask)"""
         h, kv, d = t["hidden_size"], t["num_key_value_heads"], t["head_dim"]
         mask = torch.ones(b, p + s + tail, dtype=torch.int64)
-        mask[0, :1] = 0  # one left-padded row
         mask[:, p + s:] = 0
+        if p > 0:
+            mask[0, p + s - 1] = 0
         # cache buffers with room to spare: the past in front, zeros after it (ONNX Runtime leaves the positions
         # past P + S as it found them, torch's reference copies them: both must read zeros there)
         past = [torch.zeros(b, kv, p + s + max(tail, 3), d) for _ in range(2 * t["num_hidden_layers"])]

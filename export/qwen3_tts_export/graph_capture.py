@@ -21,8 +21,9 @@ behind If nodes so that a frame pays only for the path it takes, into the same r
                                                      (the k-th largest value, read from a full sort)
 
 Both sides compute the same numbers (tests/test_graph_capture.py holds the rewritten graph equal to the original).
-capture_blockers() is a static check of the first two conditions: ONNX Runtime decides at session creation, on
-a GPU, which kernels run where; this reads the graph alone.
+capture_blockers() is a static check of the first two conditions, and of one thing the CUDA provider refuses
+outright (an attention_bias on GroupQueryAttention): ONNX Runtime decides at session creation, on a GPU, which
+kernels run where; this reads the graph alone.
 """
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ def capture_blockers(model) -> list[str]:
     kernels computed from data. Empty when nothing does (as far as the graph alone tells)."""
     graph = model.graph
     problems = [f"{n.op_type} node {n.name!r} (control flow)" for n in graph.node if n.op_type in CONTROL_FLOW]
+    # ONNX Runtime's CUDA GroupQueryAttention refuses an attention_bias ("attention_bias is not supported in
+    # GroupQueryAttention cuda kernel"): such a graph does not run on the GPU at all
+    problems += [f"GroupQueryAttention node {n.name!r} has an attention_bias, which the CUDA kernel refuses"
+                 for n in graph.node if n.op_type == "GroupQueryAttention" and len(n.input) > 10 and n.input[10]]
     known = _host_known(graph)
     for n in graph.node:
         for i in HOST_INPUTS.get(n.op_type, ()):

@@ -26,7 +26,7 @@ from .decode import SpeechDecoder, check_mode
 from .errors import InputError
 from .generate import FrameLoop, GenerationOptions, collect
 from .prompt import (MAX_TEXT_TOKENS, ICLReference, TextTokenizer, assistant_text, build_rows, instruct_text,
-                     left_pad, reference_text)
+                     reference_text, right_pad)
 from .stream import (DEFAULT_CHUNK_FRAMES, DEFAULT_FIRST_CHUNK_FRAMES, AudioChunk, check_chunking,
                      stream_audio)
 from .voice import VoicePrompt
@@ -219,7 +219,7 @@ class Qwen3TTS:
         trailing = np.broadcast_to(pad_embed, (len(rows), tmax, h)).copy()
         for i, r in enumerate(rows):
             trailing[i, :len(r.trailing_ids)] = self._embed(r.trailing_ids, [-1] * len(r.trailing_ids))
-        x, mask = left_pad(embeds, h)
+        x, mask = right_pad(embeds, h)
         if budgets is not None:
             budgets = np.minimum(np.asarray(budgets, dtype=np.int64), opts.max_new_tokens)
         return self._loop.run(x, mask, trailing, pad_embed, opts, rngs, budgets, stop)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-FORMAT_VERSION = 7  # 2: the speech decoder carries its streaming state; 3: next_embed is [batch, 1, hidden];
+FORMAT_VERSION = 8  # 2: the speech decoder carries its streaming state; 3: next_embed is [batch, 1, hidden];
                     # 4: speech_decoder_context (frames whose samples are not needed skip the convolution stack);
                     # 5: the talker's KV cache is a buffer of some capacity that it writes in place;
                     # 6: the code predictor samples group 0 from the talker's logits;
-                    # 7: the talker rotates at its cache positions (no position_ids input)
+                    # 7: the talker rotates at its cache positions (no position_ids input);
+                    # 8: the talker's rows are right-padded (its mask's ones first, then zeros)
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 
@@ -78,12 +79,13 @@ def present_value_name(i: int) -> str:
 def talker_spec(hidden: int, num_layers: int, num_kv_heads: int, head_dim: int, kv_dtype: str = "float32") -> GraphSpec:
     """One graph for prefill and decode; P = 0 is the prefill.
 
-    attention_mask covers past + new positions (T = P + S; 1 = real, 0 = left padding); RoPE positions are the
-    cache positions P..T-1 (export's modules/talker.py: why that equals the official rotation). Outputs are for the
-    last position only: group-0 logits and the final-norm hidden state. The KV cache: per layer a key and a value
-    buffer of a capacity C ≥ T whose first P positions hold the past; the graph writes the S new positions at
-    P..T-1 and returns the buffers as present (bind each present output to its past input and nothing is copied:
-    ONNX Runtime's GroupQueryAttention then writes in place).
+    attention_mask: row b's T_b = P_b + S_b positions as ones, then zeros (right padding: rows of a batch may
+    differ in length; the zeros may run on up to the cache's capacity, a fixed size for graph replay); RoPE
+    positions are the cache positions, 0..T_b-1, the official positions. Outputs are for each row's last position
+    of the call (index min(T_b, S) - 1): group-0 logits and the final-norm hidden state. The KV cache: per layer a
+    key and a value buffer of a capacity C ≥ T whose first P_b positions hold row b's past; the graph writes the new
+    positions at P_b..T_b-1 and returns the buffers as present (bind each present output to its past input and
+    nothing is copied: ONNX Runtime's GroupQueryAttention then writes in place).
     kv_dtype: the cache's dtype (float16 in the fp16 variant, whose attention runs in fp16 as CUDA requires).
     """
     kv = (("batch", num_kv_heads, "capacity", head_dim),) * 2

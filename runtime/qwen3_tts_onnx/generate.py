@@ -180,8 +180,8 @@ def talker_call(talker: BoundSession, embeds, mask, cache: KVCache) -> tuple:
 
 class DynamicSteps:
     """The talker and code predictor calls of one run, the usual way: bindings made for the run, outputs in fresh
-    buffers (the KV cache's excepted), the attention mask growing by one position per step and the KV cache by
-    doubling. `lock`: held around each session call (FrameLoop's; a no-op unless graphs are replayed)."""
+    buffers (the KV cache's excepted), the attention mask growing by one position per step (each row's new 1 right
+    after its own last: rows are right-padded) and the KV cache by doubling. `lock`: held around each session call (FrameLoop's; a no-op unless graphs are replayed)."""
 
     def __init__(self, loop: "FrameLoop", embeds: np.ndarray, mask: np.ndarray, budgets: np.ndarray):
         b, cfg = embeds.shape[0], loop.cfg
@@ -192,6 +192,7 @@ class DynamicSteps:
                              self.talker.device, capacity=embeds.shape[1] + min(int(budgets.max()), KV_HEADROOM),
                              dtype=cfg.get("kv_cache_dtype", "float32"))
         self.batch, self.mask = b, mask
+        self.lengths = mask.sum(axis=1)  # each row's positions so far (rows are right-padded)
         self.seen = np.zeros((b, C.TALKER_VOCAB), dtype=bool)  # no group-0 id generated yet
         self.logits, self.hidden = self._talker(embeds)
         self.next_embed = None
@@ -211,7 +212,10 @@ class DynamicSteps:
 
     def advance(self) -> None:
         """The talker's step on the last frame's next input."""
-        self.mask = np.concatenate([self.mask, np.ones((self.batch, 1), dtype=np.int64)], axis=1)
+        mask = np.zeros((self.batch, self.mask.shape[1] + 1), dtype=np.int64)
+        mask[:, :-1] = self.mask
+        mask[np.arange(self.batch), self.lengths] = 1  # each row's next position, after its own last one
+        self.mask, self.lengths = mask, self.lengths + 1
         self.logits, self.hidden = self._talker(self.next_embed)
 
     def close(self) -> None:
@@ -234,7 +238,7 @@ class FrameLoop:
 
     def run(self, embeds: np.ndarray, mask: np.ndarray, trailing: np.ndarray, pad_embed: np.ndarray,
             opts: GenerationOptions, rngs: list, budgets: np.ndarray | None = None, stop: np.ndarray | None = None):
-        """embeds [B, L, H], mask [B, L] from prompt.left_pad; trailing [B, T, H] per-frame text vectors
+        """embeds [B, L, H], mask [B, L] from prompt.right_pad; trailing [B, T, H] per-frame text vectors
         (rows right-padded with pad_embed [H]). rngs: one numpy Generator per row, so that a row samples exactly
         as it would alone. budgets [B]: each row's max_new_tokens (default opts.max_new_tokens). stop [B] bool:
         the caller may set a row's entry at any time to end that row (cancellation). Yields

@@ -57,12 +57,13 @@ def check_capturable(manifest: dict, root, providers: list) -> None:
         raise InputError(f"cuda_graphs=True needs the CUDA execution provider first (onnxruntime-gpu and a GPU), "
                          f"got providers {[provider_name(p) for p in providers]}; leave cuda_graphs off on the CPU")
     check_artifacts(manifest, root)
-    details = manifest.get("precision_details", {}).get("code_predictor", {})
-    if "capture_blockers" not in details or details["capture_blockers"]:
-        raise ArtifactError(f"{root}: its code predictor holds what a CUDA graph cannot ("
-                            f"{'; '.join(details.get('capture_blockers', [])) or 'its sampler behind If nodes'}); "
-                            "make the fp16 variant, whose graphs are made capturable: make export MODEL=... OUT=... "
-                            "PRECISION=fp16")
+    for graph in REPLAYED:
+        details = manifest.get("precision_details", {}).get(graph, {})
+        if "capture_blockers" not in details or details["capture_blockers"]:
+            why = "; ".join(details.get("capture_blockers", [])) or "not checked: not the fp16 variant"
+            raise ArtifactError(f"{root}: its {graph} graph holds what a CUDA graph cannot ({why}); make the fp16 "
+                                "variant, whose graphs are made capturable: make export MODEL=... OUT=... "
+                                "PRECISION=fp16")
 
 
 def _run_options(graph_id: int) -> ort.RunOptions:
@@ -139,6 +140,7 @@ class ReplaySteps:
         with loop.lock:
             loop.talker.run_with_iobinding(prefill, buf.prefill_options)
         buf.cache.length = length
+        self.lengths = mask.sum(axis=1)  # each row's positions so far (rows are right-padded)
 
     def predict(self, feeds: dict) -> np.ndarray:
         buf = self.buf
@@ -152,7 +154,8 @@ class ReplaySteps:
 
     def advance(self) -> None:
         buf = self.buf
-        buf.mask_host[:, buf.cache.length] = 1
+        buf.mask_host[np.arange(buf.batch), self.lengths] = 1  # each row's next position, after its own last
+        self.lengths += 1
         buf.mask.update_inplace(buf.mask_host)
         with self.loop.lock:
             self.loop.talker.run_with_iobinding(buf.talker, buf.run_options)

@@ -143,13 +143,15 @@ def build_rows(cfg: dict, text_ids: list, language: str, speaker: str | None, in
     return PromptRows(text_row, codec_row, trailing, vectors)
 
 
-def left_pad(embeds: list, hidden: int):
-    """Per-sample [L_i, H] prompts -> embeds [B, L, H] (zero left padding), attention_mask [B, L] (1 = real)."""
+def right_pad(embeds: list, hidden: int):
+    """Per-sample [L_i, H] prompts -> embeds [B, L, H] (zeros after each row), attention_mask [B, L] (1 = real):
+    each row's positions start at 0, as the official model's left-padded rows do (it counts positions from the
+    first real one), and as ONNX Runtime's GroupQueryAttention keeps rows of different lengths (seqlens_k)."""
     lmax = max(e.shape[0] for e in embeds)
     b = len(embeds)
     out = np.zeros((b, lmax, hidden), dtype=np.float32)
     mask = np.zeros((b, lmax), dtype=np.int64)
     for i, e in enumerate(embeds):
-        out[i, lmax - e.shape[0]:] = e
-        mask[i, lmax - e.shape[0]:] = 1
+        out[i, :e.shape[0]] = e
+        mask[i, :e.shape[0]] = 1
     return out, mask

@@ -31,13 +31,14 @@ class Positions:
     """The inputs that place one call's positions, computed once per call and shared by every layer (one node
     each in the graph, not one per layer).
 
-    seqlens_k [B] int32 (T - 1), total [] int32 (T, or the capacity C for a decode step with a fixed-size bias);
-    bias [B,1,S,total] (0 = may attend, -inf = left padding or past T; None = no padding); rotary: (cos, sin) [max
-    positions, D/2] tables the op rotates q and k with (query row s and its key at position P + s); grow: the present outputs are the past plus this call's positions."""
+    seqlens_k [B] int32 (each row's T - 1: rows of a batch may differ, right-padded), total [] int32 (the longest
+    T, or the cache's capacity: a fixed size for graph replay); rotary: (cos, sin) [max positions, D/2] tables the
+    op rotates q and k with (query row s and its key at position P + s); grow: the present outputs are the past
+    plus this call's positions. No attention bias: ONNX Runtime's CUDA GroupQueryAttention refuses one, and
+    seqlens_k with right-padded rows says all a bias would."""
     seqlens_k: torch.Tensor
     total: torch.Tensor
     rotary: tuple
-    bias: torch.Tensor | None = None
     grow: bool = False
 
     @staticmethod
@@ -49,7 +50,7 @@ class Positions:
 
 def attend(q, k, v, cache_k, cache_v, pos: Positions, num_heads: int, kv_num_heads: int, scale: float):
     cos, sin = pos.rotary
-    return group_query_attention(q, k, v, cache_k, cache_v, pos.seqlens_k, pos.total, pos.bias, cos, sin, num_heads,
+    return group_query_attention(q, k, v, cache_k, cache_v, pos.seqlens_k, pos.total, cos, sin, num_heads,
                                  kv_num_heads, scale, pos.grow)
 
 
@@ -64,24 +65,30 @@ def _rotate(x, cos_cache, sin_cache, start: int):
 @torch.library.custom_op("qwen3_tts::group_query_attention", mutates_args=())
 def group_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache_k: torch.Tensor,
                           cache_v: torch.Tensor, seqlens_k: torch.Tensor, total: torch.Tensor,
-                          bias: torch.Tensor | None,
                           cos_cache: torch.Tensor, sin_cache: torch.Tensor, num_heads: int,
                           kv_num_heads: int, scale: float, grow: bool
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     b, s, _ = q.shape
-    t, d = int(seqlens_k.max()) + 1, cache_k.shape[-1]
+    # the cases this project's export checks use: each row's T = seqlens_k + 1 at least S (a right-padded prefill's
+    # shorter rows are checked against the official model instead: tests/test_graphs.py), and several new positions
+    # after a past only in a batch of one (ONNX Runtime before 1.32 takes no query_seqlens, which batches need)
+    t = [int(x) + 1 for x in seqlens_k]
+    if min(t) < s or (max(t) > s and s > 1 and b > 1) or (not grow and max(t) > int(total)):
+        raise NotImplementedError("the reference covers rows whose T is at least S, S > 1 after a past for B = 1")
+    rows = [_attend_row(q[r:r + 1], k[r:r + 1], v[r:r + 1], cache_k[r:r + 1], cache_v[r:r + 1], t[r], cos_cache,
+                        sin_cache, num_heads, kv_num_heads, scale, grow) for r in range(b)]
+    return tuple(torch.cat(parts, dim=0) for parts in zip(*rows))
+
+
+def _attend_row(q, k, v, cache_k, cache_v, t: int, cos_cache, sin_cache, num_heads: int, kv_num_heads: int,
+                scale: float, grow: bool):
+    """One row: its S new positions are P..T-1 of its cache (P = T - S)."""
+    _, s, _ = q.shape
+    d = cache_k.shape[-1]
     past = t - s
-    # the cases this project uses: every row has the same T (padding is in the bias), which is the total length
-    # or, for a decode step (S = 1), less (a fixed-size bias, masked past T); several new positions after a past
-    # only in a batch of one (ONNX Runtime before 1.32 takes no query_seqlens, which batches need)
-    if not bool((seqlens_k == t - 1).all()) or (t != int(total) and s > 1) or (past > 0 and s > 1 and b > 1):
-        raise NotImplementedError("the reference covers rows of equal length T (less than the total for S = 1 "
-                                  "only), and S > 1 after a past for B = 1")
-    if bias is not None:
-        bias = bias[..., :t]
-    q, k = q.view(b, s, num_heads, d), k.view(b, s, kv_num_heads, d)
+    q, k = q.view(1, s, num_heads, d), k.view(1, s, kv_num_heads, d)
     q, k = _rotate(q, cos_cache, sin_cache, past), _rotate(k, cos_cache, sin_cache, past)
-    k, v = k.transpose(1, 2), v.view(b, s, kv_num_heads, d).transpose(1, 2)
+    k, v = k.transpose(1, 2), v.view(1, s, kv_num_heads, d).transpose(1, 2)
     if grow:
         assert cache_k.shape[2] == past, "a growing cache holds exactly the past"
         cache_k, cache_v = torch.cat((cache_k, k), dim=2), torch.cat((cache_v, v), dim=2)
@@ -90,18 +97,16 @@ def group_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cac
         cache_k[:, :, past:t], cache_v[:, :, past:t] = k, v
     # GQA without repeating K/V: the query heads grouped by the KV head they share
     rep = num_heads // kv_num_heads
-    qg = q.view(b, s, kv_num_heads, rep, d).permute(0, 2, 3, 1, 4).reshape(b, kv_num_heads, rep * s, d)
-    scores = (qg @ cache_k[:, :, :t].transpose(-1, -2)).view(b, kv_num_heads, rep, s, t) * scale
+    qg = q.view(1, s, kv_num_heads, rep, d).permute(0, 2, 3, 1, 4).reshape(1, kv_num_heads, rep * s, d)
+    scores = (qg @ cache_k[:, :, :t].transpose(-1, -2)).view(1, kv_num_heads, rep, s, t) * scale
     causal = torch.arange(t) <= torch.arange(s).unsqueeze(1) + past
-    if bias is not None:
-        scores = scores + bias.unsqueeze(1)
-    probs = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1).view(b, kv_num_heads, rep * s, t)
-    out = (probs @ cache_v[:, :, :t]).view(b, kv_num_heads, rep, s, d).permute(0, 3, 1, 2, 4)
-    return out.reshape(b, s, num_heads * d), cache_k, cache_v
+    probs = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1).view(1, kv_num_heads, rep * s, t)
+    out = (probs @ cache_v[:, :, :t]).view(1, kv_num_heads, rep, s, d).permute(0, 3, 1, 2, 4)
+    return out.reshape(1, s, num_heads * d), cache_k, cache_v
 
 
 @group_query_attention.register_fake
-def _(q, k, v, cache_k, cache_v, seqlens_k, total, bias, cos_cache, sin_cache, num_heads, kv_num_heads, scale,
+def _(q, k, v, cache_k, cache_v, seqlens_k, total, cos_cache, sin_cache, num_heads, kv_num_heads, scale,
       grow):
     if grow:
         shape = (cache_k.shape[0], cache_k.shape[1], cache_k.shape[2] + q.shape[1], cache_k.shape[3])
@@ -137,13 +142,13 @@ def register_schema() -> None:
                     attr("scale", OpSchema.AttrType.FLOAT, ""), attr("do_rotary", OpSchema.AttrType.INT, "")]))
 
 
-def _onnx(q, k, v, cache_k, cache_v, seqlens_k, total, bias, cos_cache, sin_cache, num_heads: int,
+def _onnx(q, k, v, cache_k, cache_v, seqlens_k, total, cos_cache, sin_cache, num_heads: int,
           kv_num_heads: int, scale: float, grow: bool):
     """The contrib node; `grow` needs nothing of it (its present outputs are T long whenever the past is P long)."""
     import onnxscript
 
     gqa = onnxscript.values.Opset(DOMAIN, 1).GroupQueryAttention
-    return gqa(q, k, v, cache_k, cache_v, seqlens_k, total, cos_cache, sin_cache, None, bias,
+    return gqa(q, k, v, cache_k, cache_v, seqlens_k, total, cos_cache, sin_cache,
                num_heads=num_heads, kv_num_heads=kv_num_heads, scale=scale, do_rotary=1,
                _outputs=3)
 
