@@ -35,8 +35,8 @@ bench:
 bench-quick:
 	$(BIN)/python scripts/bench.py --quick
 
-# onnxruntime-gpu for the lent GPU machine, in pieces a device call can carry (scripts/device_setup.sh)
+# onnxruntime-gpu for the lent GPU machine, in pieces a device call can carry beside the working tree, 64 MiB in all (scripts/device_setup.sh)
 device-wheels:
 	mkdir -p .whl && cd .whl && $(abspath $(BIN))/pip download --quiet --no-deps --only-binary=:all: \
 		--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 'onnxruntime-gpu>=1.31' -d . \
-		&& for w in *.whl; do split -b 60M "$$w" "$$w.part-" && rm "$$w"; done && ls -l
+		&& for w in *.whl; do split -b 56M "$$w" "$$w.part-" && rm "$$w"; done && ls -l

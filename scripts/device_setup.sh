@@ -1,6 +1,6 @@
 # Source on the lent GPU machine (BENCHMARKS.md, GPU section): `source scripts/device_setup.sh`.
 # Its image has CUDA 13, PyTorch and onnxruntime 1.30 for the CPU only, and nothing can be downloaded there, so
-# onnxruntime-gpu travels here as pieces of at most 60 MiB in .whl/ (git-ignored; made by `make device-wheels`,
+# onnxruntime-gpu travels here as pieces of at most 56 MiB in .whl/ (git-ignored; made by `make device-wheels`,
 # carried one piece per call while the machine stays warm). This joins them, installs the wheel without its
 # dependencies (the image has them) into /tmp/site, and puts it and this checkout's packages on the path.
 wheel=$(ls .whl/*.whl.part-aa 2>/dev/null | head -1)
