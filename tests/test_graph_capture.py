@@ -146,15 +146,27 @@ def test_fixed_buffer_loop_gives_the_codes_of_the_usual_loop(models):
     assert not any(s.busy for s in replay._loop.replay.sets.values())
 
 
-def test_fixed_buffer_loop_streams_and_cancels(models):
+def test_fixed_buffer_loop_streams_and_cancels(models, monkeypatch):
+    from qwen3_tts_onnx import generate
+
     m = models("cv_equal")
     usual, replay = m.ours, _replaying(m)
     row = _rows(usual, TEXTS[:1])
     want = usual.generate_codes(row, seed=3, max_new_tokens=16, **SAMPLING)[0]
     frames = replay._frames(row, 3, dict(max_new_tokens=16, **SAMPLING))
     first = [next(frames)[0][0] for _ in range(4)]
-    # a second run of the same shape while the first holds its buffers: the usual loop, same codes
+    # a second run of the same shape while the first holds its buffers: the usual loop, same codes, every call
+    # uncaptured (a call naming no graph id would be captured as graph 0 on a GPU and replayed on stale buffers)
+    graph_ids, run = [], generate.BoundSession.run
+
+    def recording(self, *args, run_options=None, **kwargs):
+        graph_ids.append(run_options.get_run_config_entry("gpu_graph_id") if run_options else None)
+        return run(self, *args, run_options=run_options, **kwargs)
+
+    monkeypatch.setattr(generate.BoundSession, "run", recording)
     assert replay.generate_codes(row, seed=3, max_new_tokens=16, **SAMPLING)[0].tolist() == want.tolist()
+    assert len(graph_ids) > 16 and set(graph_ids) == {"-1"}
+    monkeypatch.undo()
     frames.close()  # cancellation hands the buffer set back
     assert not any(s.busy for s in replay._loop.replay.sets.values())
     np.testing.assert_array_equal(np.stack(first), want[:4])

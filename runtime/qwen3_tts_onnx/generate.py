@@ -33,6 +33,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import contracts as C
+from . import sessions
 from .sampling import effective_top_k
 
 
@@ -74,7 +75,7 @@ class BoundSession:
         self.outputs = [(o.name, o.shape, _DTYPES[o.type]) for o in session.get_outputs()]
         self._binding = session.io_binding()
 
-    def run(self, feeds: dict, dims: dict, inplace: dict | None = None) -> dict:
+    def run(self, feeds: dict, dims: dict, inplace: dict | None = None, run_options=None) -> dict:
         """inplace: outputs to write into the given buffers (OrtValues) instead of fresh ones, returned as given."""
         b = self._binding
         b.clear_binding_inputs()
@@ -96,7 +97,7 @@ class BoundSession:
             else:
                 out[name] = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, self.device, 0)
                 b.bind_ortvalue_output(name, out[name])
-        self.session.run_with_iobinding(b)
+        self.session.run_with_iobinding(b, run_options)
         return out
 
 
@@ -109,7 +110,7 @@ class PlainSession:
         self.outputs = [o.name for o in session.get_outputs()]
         self.device = "cpu"
 
-    def run(self, feeds: dict, dims: dict, inplace: dict | None = None) -> dict:
+    def run(self, feeds: dict, dims: dict, inplace: dict | None = None, run_options=None) -> dict:
         feeds = {n: v.numpy() if isinstance(v, ort.OrtValue) else v for n, v in feeds.items()}
         return dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
 
@@ -168,12 +169,12 @@ class KVCache:
         self.length += new
 
 
-def talker_call(talker: BoundSession, embeds, mask, cache: KVCache) -> tuple:
+def talker_call(talker: BoundSession, embeds, mask, cache: KVCache, run_options=None) -> tuple:
     """One talker call on `cache` (room made for the new positions, written in place) -> (logits, hidden)."""
     b, s = embeds.shape[:2]
     cache.reserve(cache.length + s)
     out = talker.run({"inputs_embeds": embeds, "attention_mask": mask, **cache.feeds()}, {"batch": b, "seq": s},
-                     inplace=cache.inplace())
+                     inplace=cache.inplace(), run_options=run_options)
     cache.update(out, s)
     return out["logits"], out["hidden"]
 
@@ -181,11 +182,12 @@ def talker_call(talker: BoundSession, embeds, mask, cache: KVCache) -> tuple:
 class DynamicSteps:
     """The talker and code predictor calls of one run, the usual way: bindings made for the run, outputs in fresh
     buffers (the KV cache's excepted), the attention mask growing by one position per step (each row's new 1 right
-    after its own last: rows are right-padded) and the KV cache by doubling. `lock`: held around each session call (FrameLoop's; a no-op unless graphs are replayed)."""
+    after its own last: rows are right-padded) and the KV cache by doubling. `lock`: held around each session call
+    (FrameLoop's; a no-op unless graphs are replayed); with replay, every call runs uncaptured."""
 
     def __init__(self, loop: "FrameLoop", embeds: np.ndarray, mask: np.ndarray, budgets: np.ndarray):
         b, cfg = embeds.shape[0], loop.cfg
-        self.lock = loop.lock
+        self.lock, self.run_options = loop.lock, loop.uncaptured
         # bindings per run: the sessions are shared by concurrent runs (server threads), a binding is not
         self.talker, self.code_predictor = bind(loop.talker, host=()), bind(loop.code_predictor, host=("codes",))
         self.cache = KVCache(cfg["num_hidden_layers"], b, cfg["num_key_value_heads"], cfg["head_dim"],
@@ -199,14 +201,14 @@ class DynamicSteps:
 
     def _talker(self, embeds):
         with self.lock:
-            return talker_call(self.talker, embeds, self.mask, self.cache)
+            return talker_call(self.talker, embeds, self.mask, self.cache, self.run_options)
 
     def predict(self, feeds: dict) -> np.ndarray:
         """feeds: the code predictor's per-frame inputs (step, finished, text_embed, noise) and the sampling
         options. Returns the frame's codes [B, 16] on the host."""
         with self.lock:
             out = self.code_predictor.run({"past_hidden": self.hidden, "logits": self.logits, "seen": self.seen,
-                                           **feeds}, {"batch": self.batch})
+                                           **feeds}, {"batch": self.batch}, run_options=self.run_options)
         self.seen, self.next_embed = out["seen_next"], out["next_embed"]
         return out["codes"]
 
@@ -235,6 +237,8 @@ class FrameLoop:
         # A captured CUDA graph must not see another thread's work on its sessions mid-capture: with replay, one
         # session call at a time (concurrent runs still interleave, call by call).
         self.lock = threading.Lock() if replay is not None else contextlib.nullcontext()
+        # DynamicSteps on sessions that capture CUDA graphs (replay's fallback) must say so, or be captured as graph 0
+        self.uncaptured = sessions.graph_run_options(sessions.UNCAPTURED) if replay is not None else None
 
     def run(self, embeds: np.ndarray, mask: np.ndarray, trailing: np.ndarray, pad_embed: np.ndarray,
             opts: GenerationOptions, rngs: list, budgets: np.ndarray | None = None, stop: np.ndarray | None = None):

@@ -21,7 +21,8 @@ by later runs of that shape (`GraphReplay` keeps them, one set per key, each wit
 
 On the CPU the same loop runs without capture (ONNX Runtime reads the run option only on CUDA); the tests hold
 its codes equal to generate.py's DynamicSteps. A (batch, capacity) whose buffers another run holds, or a capacity
-past the model's positions, runs DynamicSteps instead (uncaptured, same codes).
+past the model's positions, runs DynamicSteps instead, uncaptured (gpu_graph_id -1: a run naming no graph id would
+be captured as graph 0 and replayed later on buffers that no longer exist).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import onnxruntime as ort
 from . import contracts as C
 from .errors import ArtifactError, InputError
 from .generate import _DTYPES, KVCache
-from .sessions import CUDA, provider_name
+from .sessions import CUDA, UNCAPTURED, graph_run_options, provider_name
 
 REPLAYED = ("talker", "code_predictor")  # the graphs whose sessions capture CUDA graphs
 MIN_GRAPH_REVISION = 8  # the talker reads T from its mask's values (a fixed-size mask)
@@ -66,12 +67,6 @@ def check_capturable(manifest: dict, root, providers: list) -> None:
                                 "PRECISION=fp16")
 
 
-def _run_options(graph_id: int) -> ort.RunOptions:
-    ro = ort.RunOptions()
-    ro.add_run_config_entry("gpu_graph_id", str(graph_id))  # -1: run without capture or replay
-    return ro
-
-
 class _BufferSet:
     """Every buffer that one (batch, capacity) key's replayed calls read and write, and their bindings, made once."""
 
@@ -80,7 +75,7 @@ class _BufferSet:
         self.batch, self.capacity, self.device, self.busy = batch, capacity, device, False
         self.cache = KVCache(cfg["num_hidden_layers"], batch, cfg["num_key_value_heads"], cfg["head_dim"], device,
                              capacity=capacity, dtype=cfg.get("kv_cache_dtype", "float32"))
-        self.run_options, self.prefill_options = _run_options(graph_id), _run_options(-1)
+        self.run_options, self.prefill_options = graph_run_options(graph_id), graph_run_options(UNCAPTURED)
         dims = {"batch": batch, "capacity": capacity, "total": capacity, "seq": 1}
 
         def buffers(io) -> dict:

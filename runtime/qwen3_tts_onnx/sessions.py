@@ -67,6 +67,18 @@ def with_cuda_graphs(providers) -> list:
             if provider_name(p) == CUDA else p for p in providers]
 
 
+# A run of a session made with_cuda_graphs() is captured and then replayed under its graph id, 0 when the run names
+# none; UNCAPTURED runs it as usual (its inputs' addresses or shapes change from run to run).
+UNCAPTURED = -1
+
+
+def graph_run_options(graph_id: int) -> ort.RunOptions:
+    """Run options naming the CUDA graph a run is captured into and replayed from (UNCAPTURED: neither)."""
+    ro = ort.RunOptions()
+    ro.add_run_config_entry("gpu_graph_id", str(graph_id))
+    return ro
+
+
 def session_options(threads: int | None = None, graph: str | None = None) -> ort.SessionOptions:
     """threads: intra-op threads (default: default_threads()); graph: the graph's name, for OPTIMIZATION."""
     so = ort.SessionOptions()
