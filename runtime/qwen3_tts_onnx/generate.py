@@ -22,6 +22,10 @@ talker input stay on the sessions' device (the GPU under CUDA) from one call to 
 that ONNX Runtime writes in place (a talker step costs the same as with `session.run`, measured on the 0.6B int4
 talker). Sampling happens in the code predictor's graph (export's modules/sampling.py; the numpy statement of the
 same rules, which the tests hold the graph to, is sampling.py here).
+
+FrameLoop holds the loop's logic; a run's session calls go through a steps object: DynamicSteps here (bindings
+per run, a growing mask and cache), or graph_replay.ReplaySteps (buffers fixed per (batch, capacity), so that
+ONNX Runtime can replay CUDA graphs of the decode step and the code predictor).
 """
 from __future__ import annotations
 
