@@ -39,7 +39,9 @@ from .sessions import CUDA, UNCAPTURED, graph_run_options, provider_name
 REPLAYED = ("talker", "code_predictor")  # the graphs whose sessions capture CUDA graphs
 MIN_GRAPH_REVISION = 8  # the talker reads T from its mask's values (a fixed-size mask)
 CAPACITY_STEP = 256  # capacities are rounded up to this, so that a few buffer sets (and graphs) serve all runs
-MAX_BUFFER_SETS = 16  # (batch, capacity) keys kept; a run of another key then runs uncaptured
+# (batch, capacity) keys kept, each with its KV cache for the key's whole capacity (0.6B fp16: 112 KiB per position
+# and row, so batch 8 at 2304 positions holds 2 GiB) and its captured graphs; a run of another key runs uncaptured
+MAX_BUFFER_SETS = 8
 
 
 def check_artifacts(manifest: dict, root) -> None:
