@@ -9,7 +9,7 @@ microseconds of launch each, more than the GPU's work for them). It captures onl
     total length, ...: HOST_INPUTS) is known without reading the device, from constants and shapes. A value
     computed from data would need a copy to the host, which ONNX Runtime refuses to capture; a value bound from the
     host would be frozen into the graph at capture, so that a later call with another top_k replays the old one;
-  - every replay has the same input shapes and addresses (the runtime's side: generate.py's StaticFrameLoop).
+  - every replay has the same input shapes and addresses (the runtime's side: runtime's graph_replay.py).
 
 make_capturable() rewrites the code predictor's sampler (export's modules/sampling.py), which the CPU graphs keep
 behind If nodes so that a frame pays only for the path it takes, into the same results without either:
@@ -31,6 +31,8 @@ import copy
 
 import numpy as np
 from onnx import helper, numpy_helper
+
+from .onnx_graph import GraphIndex, prune
 
 CONTROL_FLOW = ("If", "Loop", "Scan")
 # Inputs that ONNX Runtime's CUDA kernels read on the host (their OrtMemTypeCPUInput), by operator: input indices.
@@ -101,47 +103,32 @@ def _inline_ifs(graph, prefix: str = "") -> int:
     return count
 
 
-def _constant(graph, name: str):
-    for i in graph.initializer:
-        if i.name == name:
-            return numpy_helper.to_array(i)
-    for n in graph.node:
-        if n.op_type == "Constant" and n.output[0] == name:
-            return numpy_helper.to_array(n.attribute[0].t)
-    return None
-
-
 def _full_topk(graph) -> int:
     """TopK(x, k) whose k comes from data, read only through Slice [k-1, k) of its values (the sampler's k-th
     largest value): TopK over the whole axis and a Gather of position k-1. Returns how many were rewritten; a TopK
     read any other way raises (this rewrite would need extending)."""
-    known = _host_known(graph)
-    producer = {o: n for n in graph.node for o in n.output}
-    readers: dict = {}
-    for n in graph.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    known, g = _host_known(graph), GraphIndex(graph)
     count = 0
     for n in list(graph.node):
         if n.op_type != "TopK" or n.input[1] in known:
             continue
         values, indices = n.output[0], n.output[1] if len(n.output) > 1 else ""
-        slices = readers.get(values, [])
-        if indices and readers.get(indices) or len(slices) != 1 or slices[0].op_type != "Slice":
+        slices = g.consumers.get(values, [])
+        if indices and g.consumers.get(indices) or len(slices) != 1 or slices[0].op_type != "Slice":
             raise ValueError(f"TopK node {n.name!r} has a k computed from data and is read other than by one Slice "
                              "of its values: graph_capture._full_topk does not know this pattern")
         s = slices[0]
-        starts, ends = producer.get(s.input[1]), producer.get(s.input[2])
-        sub = producer.get(starts.input[0]) if starts is not None and starts.op_type == "Reshape" else None
-        one = _constant(graph, sub.input[1]) if sub is not None and sub.op_type == "Sub" else None
+        starts, ends = g.producer.get(s.input[1]), g.producer.get(s.input[2])
+        sub = g.producer.get(starts.input[0]) if starts is not None and starts.op_type == "Reshape" else None
+        one = g.constant(sub.input[1]) if sub is not None and sub.op_type == "Sub" else None
         ok = (one is not None and one.size == 1 and int(one.reshape(-1)[0]) == 1 and ends is not None
               and ends.op_type == "Reshape" and ends.input[0] == sub.input[0]
-              and (len(s.input) < 5 or int(_constant(graph, s.input[4]).reshape(-1)[0]) == 1))
+              and (len(s.input) < 5 or int(g.constant(s.input[4]).reshape(-1)[0]) == 1))
         if not ok:
             raise ValueError(f"Slice node {s.name!r} after TopK {n.name!r} is not [k-1, k) of its values: "
                              "graph_capture._full_topk does not know this pattern")
         axis = next((a.i for a in n.attribute if a.name == "axis"), -1)
-        slice_axis = int(_constant(graph, s.input[3]).reshape(-1)[0]) if len(s.input) > 3 and s.input[3] else 0
+        slice_axis = int(g.constant(s.input[3]).reshape(-1)[0]) if len(s.input) > 3 and s.input[3] else 0
         tag = f"{n.name or 'TopK'}/full"
         shape, length, axis_const = f"{tag}/shape", f"{tag}/length", f"{tag}/axis"
         graph.initializer.append(numpy_helper.from_array(np.array([axis], np.int64), axis_const))
@@ -158,25 +145,10 @@ def _full_topk(graph) -> int:
     return count
 
 
-def _prune(graph) -> None:
-    """Drop nodes whose outputs nothing reads (the rewrites leave the k arithmetic of the old Slice and TopK)."""
-    while True:
-        read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-        dead = [n for n in graph.node if not any(o in read for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            graph.node.remove(n)
-    read = {i for n in graph.node for i in n.input}
-    unused = [i for i in graph.initializer if i.name not in read]
-    for i in unused:
-        graph.initializer.remove(i)
-
-
 def make_capturable(model) -> dict:
     """Rewrite `model` in place as the module docstring says; returns what changed and what still blocks capture
     (an empty list when nothing does)."""
     ifs = _inline_ifs(model.graph)
     topks = _full_topk(model.graph)
-    _prune(model.graph)
+    prune(model.graph)  # the k arithmetic of the old Slices and TopKs
     return {"ifs_inlined": ifs, "topk_full_sorts": topks, "capture_blockers": capture_blockers(model)}

@@ -23,29 +23,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .onnx_graph import GraphIndex, prune
+
 LEVELS = 256  # uint8
 
 
-class _Graph:
-    def __init__(self, graph):
-        self.inits = {i.name: i for i in graph.initializer}
-        self.producer = {o: n for n in graph.node for o in n.output}
-        self.consumers: dict = {}
-        for n in graph.node:
-            for i in n.input:
-                self.consumers.setdefault(i, []).append(n)
-        self.outputs = {o.name for o in graph.output}
-
-    def only_consumer(self, name: str, op: str):
-        users = {id(n): n for n in self.consumers.get(name, [])}
-        if len(users) != 1 or name in self.outputs:
-            return None
-        (n,) = users.values()
-        return n if n.op_type == op else None
-
-    def scalar_init(self, name: str) -> bool:
-        return name in self.inits and len(self.inits[name].dims) == 0
-
+class _Graph(GraphIndex):
     def channel_init(self, names) -> tuple:
         """(the Mul input that is a [1, C, 1] initializer, the other input), or None."""
         for i, name in enumerate(names):
@@ -167,28 +150,7 @@ def snake_luts(model) -> int:
     nodes = head[:]
     for n in model.graph.node:
         nodes += replace.get(id(n), []) if id(n) in drop else [n]
-    _prune(model.graph, nodes)
+    prune(model.graph, nodes)  # the DequantizeLinear and moves a lookup made unused
     onnx.checker.check_model(model)
     return len(found)
 
-
-def _prune(graph, nodes: list) -> None:
-    """Sets graph's nodes to `nodes` less those whose outputs nobody reads (the DequantizeLinear and moves a lookup
-    made unused), and drops unused initializers and value infos."""
-    outputs = {o.name for o in graph.output}
-    while True:
-        used = {i for n in nodes for i in n.input} | outputs
-        kept = [n for n in nodes if any(o in used for o in n.output)]
-        if len(kept) == len(nodes):
-            break
-        nodes = kept
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {i for n in nodes for i in n.input}
-    names = {o for n in nodes for o in n.output}
-    kept_inits = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept_inits)
-    kept_info = [v for v in graph.value_info if v.name in names]
-    del graph.value_info[:]
-    graph.value_info.extend(kept_info)
