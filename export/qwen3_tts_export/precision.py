@@ -98,28 +98,6 @@ def _all_nodes(graph):
             yield from _all_nodes(g)
 
 
-def _read_fp32_in_branches(model) -> None:
-    """The converter wraps every fp32 node's outputs in Casts to fp16 for the nodes it converted, and casts them
-    back where a kept node reads them, but it does not see what an If branch reads from the outer graph (the
-    sampler's logits). The branches stay fp32: point such reads back at the fp32 value before its Cast."""
-    from onnx import TensorProto
-
-    to_fp16 = {n.output[0]: n.input[0] for n in model.graph.node
-               if n.op_type == "Cast" and n.name.endswith("_cast_to_fp16_node")
-               and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in n.attribute)}
-
-    def fix(graph, outer: set) -> None:  # rewrites reads of outer values only, so the main graph keeps its own
-        local = {o for n in graph.node for o in n.output} | {i.name for i in (*graph.input, *graph.initializer)}
-        for n in graph.node:
-            for i, name in enumerate(n.input):
-                if name in to_fp16 and name not in local and name in outer:
-                    n.input[i] = to_fp16[name]
-            for g in _subgraphs(n):
-                fix(g, outer | local)
-
-    fix(model.graph, set())
-
-
 def _drop_repeated_nodes(model) -> None:
     """ONNX Runtime 1.31's converter can insert the same Cast twice (same input, same output), which a model may
     not hold; 1.32's does not. Keep the first of identical nodes, then give any remaining namesakes their own name."""
@@ -189,7 +167,6 @@ def fp16_graph(src: Path, dst: Path, keep: tuple) -> dict:
     fp32_io = [v.name for v in (*model.graph.input, *model.graph.output)
                if not v.name.startswith((C.PAST_PREFIX, C.PRESENT_PREFIX))]  # the KV cache goes fp16
     model = convert_float_to_float16(model, keep_io_types=fp32_io, node_block_list=block, op_block_list=[])
-    _read_fp32_in_branches(model)
     _drop_repeated_nodes(model)
     _save(model, dst)
     return {"matmuls_fp16": len(converted), "matmuls_kept_fp32": len(kept), "kept_fp32": list(keep), **capture}
