@@ -123,6 +123,14 @@ def bind(session, host: tuple):
     return BoundSession(session, host) if hasattr(session, "io_binding") else PlainSession(session, host)
 
 
+def on_device(host: np.ndarray, device: str) -> ort.OrtValue:
+    """An OrtValue holding `host`'s values on `device`: on the CPU it shares the array's memory (which the OrtValue
+    keeps alive), elsewhere a copy."""
+    if device == "cpu":
+        return ort.OrtValue.ortvalue_from_numpy(host)
+    return ort.OrtValue.ortvalue_from_numpy(host, device, 0)
+
+
 class KVCache:
     """The talker's KV cache: per layer a key and a value buffer [B, KV, capacity, D] on the sessions' device
     whose first `length` positions hold the keys and values so far:
@@ -147,9 +155,7 @@ class KVCache:
         host = np.zeros((b, h, capacity, d), self.dtype)
         if old is not None and self.length:
             host[:, :, :self.length] = old.numpy()[:, :, :self.length]
-        if self.device == "cpu":
-            return ort.OrtValue.ortvalue_from_numpy(host)  # shares the array's memory, which the OrtValue keeps
-        return ort.OrtValue.ortvalue_from_numpy(host, self.device, 0)
+        return on_device(host, self.device)
 
     def reserve(self, total: int) -> None:
         """Room for `total` positions."""

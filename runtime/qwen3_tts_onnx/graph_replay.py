@@ -33,7 +33,7 @@ import onnxruntime as ort
 
 from . import contracts as C
 from .errors import ArtifactError, InputError
-from .generate import _DTYPES, KVCache
+from .generate import _DTYPES, KVCache, on_device
 from .sessions import CUDA, UNCAPTURED, graph_run_options, provider_name
 
 REPLAYED = ("talker", "code_predictor")  # the graphs whose sessions capture CUDA graphs
@@ -78,10 +78,10 @@ class _BufferSet:
         self.cache = KVCache(cfg["num_hidden_layers"], batch, cfg["num_key_value_heads"], cfg["head_dim"], device,
                              capacity=capacity, dtype=cfg.get("kv_cache_dtype", "float32"))
         self.run_options, self.prefill_options = graph_run_options(graph_id), graph_run_options(UNCAPTURED)
-        dims = {"batch": batch, "capacity": capacity, "total": capacity, "seq": 1}
 
-        def buffers(io) -> dict:
-            return {v.name: self._zeros(tuple(d if isinstance(d, int) else dims[d] for d in v.shape), _DTYPES[v.type])
+        def buffers(io) -> dict:  # outputs and inputs other than the KV cache: [batch, fixed...]
+            return {v.name: self._zeros(tuple(d if isinstance(d, int) else {"batch": batch}[d] for d in v.shape),
+                                        _DTYPES[v.type])
                     for v in io if not v.name.startswith((C.PAST_PREFIX, C.PRESENT_PREFIX))}
 
         cp_in, cp_out = buffers(loop.code_predictor.get_inputs()), buffers(loop.code_predictor.get_outputs())
@@ -108,10 +108,7 @@ class _BufferSet:
             self.talker.bind_ortvalue_output(name, v)
 
     def _zeros(self, shape: tuple, dtype) -> ort.OrtValue:
-        host = np.zeros(shape, dtype)
-        if self.device == "cpu":
-            return ort.OrtValue.ortvalue_from_numpy(host)
-        return ort.OrtValue.ortvalue_from_numpy(host, self.device, 0)
+        return on_device(np.zeros(shape, dtype), self.device)
 
 
 class ReplaySteps:
