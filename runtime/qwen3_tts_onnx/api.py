@@ -103,12 +103,16 @@ class Qwen3TTS:
     # ------------------------------------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path, providers=None, threads: int | None = None, verify: bool = True,
-                        cuda_graphs: bool = False) -> "Qwen3TTS":
-        """Load exported artifacts (a directory with manifest.json). providers: ONNX Runtime execution providers,
-        CUDA first when available. verify: check every file's sha256 against the manifest. cuda_graphs: replay
-        the talker's decode step and the code predictor as CUDA graphs (CUDA provider and the fp16 variant;
-        graph_replay.py; off by default until measured on a GPU: BENCHMARKS.md)."""
-        arts = artifacts_mod.load(path, verify_hashes=verify)
+                        cuda_graphs: bool = False, *, revision: str | None = None, subfolder: str | None = None,
+                        cache_dir=None, local_files_only: bool = False) -> "Qwen3TTS":
+        """Load exported artifacts: a directory with manifest.json, or a Hugging Face hub id of one ('owner/name',
+        or 'owner/name/subfolder'; revision, subfolder, cache_dir and local_files_only as in huggingface_hub; hub.py).
+        providers: ONNX Runtime execution providers, CUDA first when available. verify: check every file's sha256
+        against the manifest. cuda_graphs: replay the talker's decode step and the code predictor as CUDA graphs
+        (CUDA provider and the fp16 variant; graph_replay.py; off by default until measured on a GPU:
+        BENCHMARKS.md)."""
+        arts = artifacts_mod.load(artifacts_mod.locate(path, revision, subfolder, cache_dir, local_files_only),
+                                  verify_hashes=verify)
         providers = list(providers or sessions_mod.default_providers())
         if cuda_graphs:
             graph_replay_mod.check_capturable(arts.manifest, arts.root, providers)
@@ -118,9 +122,10 @@ class Qwen3TTS:
         return cls(arts, sessions, graph_replay=cuda_graphs)
 
     @classmethod
-    def from_sessions(cls, path, sessions: dict, verify: bool = False) -> "Qwen3TTS":
-        """Bring your own tuned `onnxruntime.InferenceSession`s, keyed by graph name (any left out are created)."""
-        arts = artifacts_mod.load(path, verify_hashes=verify)
+    def from_sessions(cls, path, sessions: dict, verify: bool = False, **hub) -> "Qwen3TTS":
+        """Bring your own tuned `onnxruntime.InferenceSession`s, keyed by graph name (any left out are created).
+        path and **hub (revision, subfolder, cache_dir, local_files_only) as in from_pretrained."""
+        arts = artifacts_mod.load(artifacts_mod.locate(path, **hub), verify_hashes=verify)
         sessions = dict(sessions)
         for g in arts.graph_names:
             if g not in sessions:

@@ -1,4 +1,5 @@
-"""Find, load and verify exported artifacts: manifest, graph files and their hashes."""
+"""Find, load and verify exported artifacts: a local directory or a hub id (hub.py), manifest, graph files and
+their hashes."""
 from __future__ import annotations
 
 import hashlib
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import contracts as C
+from . import hub
 from .errors import ArtifactError
 
 EXPORT_HINT = "run `make export MODEL=<hub id or checkpoint dir> OUT=<dir>` to create them"
@@ -47,6 +49,24 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def locate(model, revision: str | None = None, subfolder: str | None = None, cache_dir=None,
+           local_files_only: bool = False) -> Path:
+    """model: an artifacts directory, or a Hugging Face hub id 'owner/name' (optionally '/subfolder') that is no
+    local path, fetched by hub.py. Returns the local directory."""
+    root = Path(model).expanduser()
+    if root.exists():
+        if revision is not None:
+            raise ArtifactError(f"revision={revision!r} applies to hub ids, and {root} is a local directory")
+        return root / subfolder if subfolder else root
+    hub_id = hub.split_hub_id(str(model))
+    if hub_id is None:
+        raise ArtifactError(f"no artifacts directory at {root}; {EXPORT_HINT}")
+    repo, sub = hub_id
+    if sub and subfolder:
+        raise ArtifactError(f"{model!r} names subfolder {sub!r} and subfolder={subfolder!r} names another; give one")
+    return hub.fetch(repo, sub or subfolder, revision, cache_dir, local_files_only)
 
 
 def load(root: str | Path, verify_hashes: bool = True) -> Artifacts:

@@ -7,6 +7,9 @@
     qwen3-tts voice create --model DIR --ref-audio FILE [--ref-text TEXT | --x-vector-only] --out voice.qvoice
     qwen3-tts serve --model DIR [--host 127.0.0.1] [--port 8000] [--voices DIR] [--max-active N] [--max-batch N]
                     [--max-queue N]   (OpenAI-compatible HTTP API, batching concurrent requests)
+
+--model DIR is an artifacts directory, or a Hugging Face hub id of one (owner/name[/subfolder], with --revision REV
+to pin a branch, tag or commit): hub.py.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ def _speak(a) -> int:
 
     from .api import Qwen3TTS
 
-    tts = Qwen3TTS.from_pretrained(a.model, threads=a.threads, cuda_graphs=a.cuda_graphs)
+    tts = Qwen3TTS.from_pretrained(a.model, threads=a.threads, cuda_graphs=a.cuda_graphs, revision=a.revision)
     kwargs = {}
     if a.greedy:
         kwargs.update(do_sample=False, subtalker_dosample=False)
@@ -86,12 +89,18 @@ def _speak_streaming(a, tts, row, warm, kwargs) -> int:
 def _voice_create(a) -> int:
     from .api import Qwen3TTS
 
-    tts = Qwen3TTS.from_pretrained(a.model, threads=a.threads)
+    tts = Qwen3TTS.from_pretrained(a.model, threads=a.threads, revision=a.revision)
     prompt = tts.create_voice_clone_prompt(a.ref_audio, a.ref_text, a.x_vector_only)[0]
     path = prompt.save(a.out)
     mode = "x-vector only" if prompt.x_vector_only_mode else f"ICL, {prompt.ref_codes.shape[0]} reference frames"
     print(f"wrote {path}: voice prompt for {tts.model_size} Base models ({mode})", file=sys.stderr)
     return 0
+
+
+def _model_args(p, what: str) -> None:
+    p.add_argument("--model", required=True,
+                   help=f"{what}: a directory (see `make export`) or a Hugging Face hub id owner/name[/subfolder]")
+    p.add_argument("--revision", help="with a hub id: the branch, tag or commit to load (default: main)")
 
 
 def _clone_args(p, required: bool) -> None:
@@ -105,7 +114,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="qwen3-tts", description="Qwen3-TTS on ONNX Runtime")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("speak", help="synthesize text into a WAV file")
-    s.add_argument("--model", required=True, help="exported artifacts directory (see `make export`)")
+    _model_args(s, "exported artifacts")
     s.add_argument("--text", required=True)
     s.add_argument("--speaker", help="preset speaker (CustomVoice models)")
     s.add_argument("--language", help="language name or 'auto' (default: auto)")
@@ -139,12 +148,12 @@ def main(argv=None) -> int:
     v = sub.add_parser("voice", help="voice prompts for Base models")
     vsub = v.add_subparsers(dest="voice_command", required=True)
     c = vsub.add_parser("create", help="encode a reference recording once into a reusable voice prompt file")
-    c.add_argument("--model", required=True, help="exported Base model artifacts directory")
+    _model_args(c, "exported Base model artifacts")
     _clone_args(c, required=True)
     c.add_argument("--threads", type=int, help="CPU threads per session (default: $QWEN3_TTS_THREADS, else all cores)")
     c.add_argument("--out", required=True, help="voice prompt file to write (for `speak --voice`)")
     sv = sub.add_parser("serve", help="OpenAI-compatible speech server (POST /v1/audio/speech)")
-    sv.add_argument("--model", required=True, help="exported artifacts directory")
+    _model_args(sv, "exported artifacts")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--voices", help="directory of saved voice prompts (Base models): voice name = file name")
@@ -161,7 +170,7 @@ def main(argv=None) -> int:
             from .server import serve
 
             serve(a.model, a.host, a.port, a.voices, a.threads, a.max_active, a.max_queue, a.max_batch,
-                  cuda_graphs=a.cuda_graphs)
+                  cuda_graphs=a.cuda_graphs, revision=a.revision)
             return 0
         return _speak(a) if a.command == "speak" else _voice_create(a)
     except Qwen3TTSError as e:

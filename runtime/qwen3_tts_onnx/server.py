@@ -342,11 +342,12 @@ def create_app(tts, voices_dir=None, max_active: int = 8, max_queue: int = 16, m
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, voices_dir=None, threads: int | None = None,
-          max_active: int = 8, max_queue: int = 16, max_batch: int = 8, cuda_graphs: bool = False) -> None:
+          max_active: int = 8, max_queue: int = 16, max_batch: int = 8, cuda_graphs: bool = False,
+          revision: str | None = None) -> None:
     import uvicorn
 
     from .api import Qwen3TTS
 
-    tts = Qwen3TTS.from_pretrained(model, threads=threads, cuda_graphs=cuda_graphs)
+    tts = Qwen3TTS.from_pretrained(model, threads=threads, cuda_graphs=cuda_graphs, revision=revision)
     app = create_app(tts, voices_dir, max_active=max_active, max_queue=max_queue, max_batch=max_batch)
     uvicorn.run(app, host=host, port=port, log_level="info")
