@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench.py [--quick] [--sizes 0b6,1b7] [--variants fp32,int8,int4,int4-dec8] [--frames 100]
                                       [--threads 2] [--repeats 3] [--work artifacts/bench] [--json out.json]
-                                      [--record BENCHMARKS.md] [--base | --no-base]
+                                      [--record BENCHMARKS.md] [--base | --no-base] [--cuda]
 
 Builds full-size random CustomVoice checkpoints from the real configs (EOS logit zeroed, so every run generates
 exactly --frames frames), exports fp32 once and each quantized variant from it (cached under --work; a name with
@@ -17,6 +17,10 @@ exactly --frames frames), exports fp32 once and each quantized variant from it (
   - with --base (default unless --quick): a full-size 0.6B Base checkpoint, ICL voice clone from a 10 s 44.1 kHz
     stereo reference: the voice prompt (official `create_voice_clone_prompt` vs ours), the loop, and the decode of
     reference + generated codes with the reference cut off, streaming included.
+--cuda (a GPU machine with onnxruntime-gpu): our variants on ONNX Runtime's CUDA provider (default fp16 and
+  fp16-graphs: the fp16 export, the second with cuda_graphs=True), the official model on torch's GPU in bf16 (the
+  setting its README gives), GPU memory added per side (nvidia-smi, and torch's peak for the official side), the
+  floor from the GPU's measured read bandwidth; CustomVoice only.
 --quick: the real 0.6B sizes, 12 frames, fp32 and int4 loops and each side's decoder; ends with
   speedup_fp32_vs_official=<x>
   speedup_best_vs_official=<y> (<variant>)
@@ -108,20 +112,29 @@ class Ours:
     reload), unless --load-per-round: then each is loaded for its turn and dropped after it, so that only the
     official model and one of ours are in memory at once (the 1.7B fp32 side alone needs about 8 GB)."""
 
-    def __init__(self, arts: dict, threads: int, keep: bool):
+    def __init__(self, arts: dict, threads: int, keep: bool, cuda: bool = False):
+        from qwen3_tts_onnx.sessions import CPU, CUDA
+
         self.arts, self.threads, self.keep = arts, threads, keep
+        self.providers = [CUDA, CPU] if cuda else [CPU]
         self.stats: dict = {v: {} for v in arts}
         self.rss_added: dict = {}
+        self.gpu_added: dict = {}
         self._loaded: dict = {}
 
     def get(self, v: str):
         from qwen3_tts_onnx import Qwen3TTS
 
         if v not in self._loaded:
-            r0 = _rss_mb()
-            tts = Qwen3TTS.from_pretrained(self.arts[v], threads=self.threads)
+            r0, g0 = _rss_mb(), gpu_memory_mb()
+            graphs = is_replayed(v)  # on the CPU (a dry run of --cuda) the fixed-buffer loop runs without capture
+            tts = Qwen3TTS.from_pretrained(self.arts[v], self.providers, threads=self.threads,
+                                           cuda_graphs=graphs and self.providers[0] != "CPUExecutionProvider")
             self.rss_added.setdefault(v, _rss_mb() - r0)
-            self._loaded[v] = Qwen3TTS(tts.artifacts, {g: Timed(s, self.stats[v], g) for g, s in tts.sessions.items()})
+            if g0 is not None:
+                self.gpu_added.setdefault(v, gpu_memory_mb() - g0)
+            self._loaded[v] = Qwen3TTS(tts.artifacts, {g: Timed(s, self.stats[v], g) for g, s in tts.sessions.items()},
+                                       graph_replay=graphs)
         return self._loaded[v]
 
     def done(self, v: str) -> None:
@@ -166,11 +179,46 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
 
 
+GRAPHS_SUFFIX = "-graphs"  # a variant run with cuda_graphs=True, on the artifacts of the name without it
+
+
+def is_replayed(variant: str) -> bool:
+    return variant.endswith(GRAPHS_SUFFIX)
+
+
 def precisions(variant: str) -> tuple[str, str]:
     """A variant's name -> (precision of the talker and code predictor, of the speech decoder): int4-dec8 ->
-    (int4, int8)."""
-    precision, _, decoder = variant.partition("-dec")
+    (int4, int8); fp16-graphs -> (fp16, fp32)."""
+    precision, _, decoder = variant.removesuffix(GRAPHS_SUFFIX).partition("-dec")
     return precision, f"int{decoder}" if decoder else "fp32"
+
+
+def gpu_memory_mb() -> float | None:
+    """GPU memory in use (nvidia-smi), None without a GPU."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, check=True).stdout
+        return float(out.split()[0])
+    except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
+        return None
+
+
+def gpu_read_bandwidth_gbs() -> float:
+    """The GPU's read bandwidth: a 4 GiB fp32 tensor summed on the device (torch), best of 5."""
+    import torch
+
+    x = torch.ones(1 << 30, dtype=torch.float32, device="cuda")
+    best = float("inf")
+    for _ in range(5):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        x.sum().item()
+        best = min(best, time.perf_counter() - t)
+    del x
+    torch.cuda.empty_cache()
+    return (1 << 32) / best / 1e9
 
 
 def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -> tuple[Path, dict]:
@@ -199,6 +247,10 @@ def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -
         _log(f"fp32 export: {time.time() - t:.0f} s")
     for v in variants:
         if v == "fp32":
+            continue
+        if is_replayed(v):  # the same artifacts as the variant without the suffix
+            made = v.removesuffix(GRAPHS_SUFFIX)
+            arts[v] = arts.get(made) or prepare(work, size, [made], kind)[1][made]
             continue
         arts[v] = root / v
         precision, decoder = precisions(v)
@@ -249,19 +301,25 @@ def run_model(size: str, a, bandwidth: float) -> dict:
     ckpt, arts = prepare(Path(a.work), size, a.variants)
     greedy = dict(do_sample=False, subtalker_dosample=False)
     n = a.frames
-    rss0 = _rss_mb()
-    ref = qwen_tts().Qwen3TTSModel.from_pretrained(str(ckpt))
+    rss0, gpu0 = _rss_mb(), gpu_memory_mb()
+    on_gpu = {"device_map": "cuda:0", "dtype": torch.bfloat16} if a.cuda else {}  # the official README's setting
+    ref = qwen_tts().Qwen3TTSModel.from_pretrained(str(ckpt), **on_gpu)
     rss_official = _rss_mb() - rss0
+    gpu_official = None if gpu0 is None else gpu_memory_mb() - gpu0
     phased = a.phased or size == "1b7"
-    ours = Ours(arts, a.threads, keep=phased or not a.load_per_round)
+    ours = Ours(arts, a.threads, keep=phased or not a.load_per_round, cuda=a.cuda)
     stats, loaded = ours.stats, ours.rss_added
     ids = ref._tokenize_texts([ref._build_assistant_text(TEXT)])
 
-    def official_loop():
+    def official_loop(frames=n):
         with torch.no_grad():
             codes, _ = ref.model.generate(input_ids=ids, instruct_ids=[None], languages=["english"],
-                                          speakers=["ryan"], non_streaming_mode=True, max_new_tokens=n + 1, **greedy)
-        return codes[0].numpy()
+                                          speakers=["ryan"], non_streaming_mode=True, max_new_tokens=frames + 1,
+                                          **greedy)
+        return codes[0].cpu().numpy()  # the copy to the host waits for the GPU
+
+    if a.cuda:  # untimed: CUDA's start and the first kernels' selection
+        official_loop(4)
 
     times: dict = {"official_loop": [], "official_decoder": []}
     for v in a.variants:
@@ -277,7 +335,9 @@ def run_model(size: str, a, bandwidth: float) -> dict:
             raise RuntimeError(f"the official loop made {codes.shape[0]} frames, expected {n}")
         t = time.perf_counter()
         with torch.no_grad():
-            ref.model.speech_tokenizer.decode([{"audio_codes": torch.from_numpy(codes)}])
+            ref.model.speech_tokenizer.decode([{"audio_codes": torch.from_numpy(codes).to(ref.device)}])
+            if a.cuda:
+                torch.cuda.synchronize()
         times["official_decoder"].append((time.perf_counter() - t) / n)
 
     def our_round(v, warm_up):
@@ -292,6 +352,8 @@ def run_model(size: str, a, bandwidth: float) -> dict:
             _log(f"{size} official round {rep + 1}/{a.repeats}: loop {times['official_loop'][-1]:.1f} s")
         del ref
         gc.collect()
+        if a.cuda:
+            torch.cuda.empty_cache()
         for v in a.variants:
             for rep in range(a.repeats):
                 our_round(v, warm_up=rep == 0)
@@ -300,12 +362,17 @@ def run_model(size: str, a, bandwidth: float) -> dict:
     else:
         for rep in range(a.repeats):
             official_round()
-            for v in a.variants:
-                our_round(v, warm_up=not ours.keep)
+            for v in a.variants:  # on the GPU the first round also warms up (CUDA's start, the graphs' capture)
+                our_round(v, warm_up=not ours.keep or (a.cuda and rep == 0))
                 ours.done(v)
             _log(f"{size} round {rep + 1}/{a.repeats}: official loop {times['official_loop'][-1]:.1f} s, "
                  + ", ".join(f"{v} {times[f'{v}_loop'][-1]:.1f} s" for v in a.variants))
-    return summarize(size, "CustomVoice", n, a, times, arts, rss_official, loaded, bandwidth)
+    result = summarize(size, "CustomVoice", n, a, times, arts, rss_official, loaded, bandwidth)
+    if a.cuda:
+        result["official"].update(gpu_added_mb=gpu_official, gpu_peak_torch_mb=torch.cuda.max_memory_allocated() / 2**20)
+        for v, r in result["variants"].items():
+            r["gpu_added_mb"] = ours.gpu_added.get(v)
+    return result
 
 
 def summarize(size: str, what: str, n: int, a, times: dict, arts: dict, rss_official: float, loaded: dict,
@@ -418,12 +485,23 @@ def table(results: list, machine: str, command: str) -> str:
              "| decoder vs official | e2e RTF | streaming first audio | streaming e2e RTF | floor s/frame "
              "| voice prompt | artifacts | RSS added |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    gpu = any("gpu_added_mb" in res["official"] for res in results)
+    if gpu:  # a last column: GPU memory added by loading (nvidia-smi); the official side's torch peak beside it
+        lines[2], lines[3] = lines[2] + " GPU memory added |", lines[3] + "---|"
+
+    def gpu_cell(r: dict) -> str:
+        if not gpu:
+            return ""
+        added = "?" if r.get("gpu_added_mb") is None else f"{r['gpu_added_mb']:.0f} MB"
+        peak = f" (torch peak {r['gpu_peak_torch_mb']:.0f} MB)" if "gpu_peak_torch_mb" in r else ""
+        return f" {added}{peak} |"
+
     for res in results:
         o = res["official"]
         vp = f"{o['voice_prompt_s']:.2f} s" if "voice_prompt_s" in o else ""
         lines.append(f"| {res.get('model', res['size'] + ' CustomVoice')}, {res['frames']} frames | official qwen-tts | "
                      f"{o['loop_s_per_frame']:.3f} | {o['loop_rtf']:.2f} | 1.00x | | | {o['decoder_s_per_frame']:.3f} "
-                     f"| 1.00x | {o['e2e_rtf']:.2f} | none | | | {vp} | | {o['rss_added_mb']:.0f} MB |")
+                     f"| 1.00x | {o['e2e_rtf']:.2f} | none | | | {vp} | | {o['rss_added_mb']:.0f} MB |" + gpu_cell(o))
         for v, r in res["variants"].items():
             fa = f"{r['stream_first_audio_s'] * 1000:.0f} ms" if "stream_first_audio_s" in r else "-"
             se = f"{r['stream_e2e_rtf']:.2f}" if "stream_e2e_rtf" in r else "-"
@@ -434,16 +512,17 @@ def table(results: list, machine: str, command: str) -> str:
                 f"**{r['speedup_loop_vs_official']:.2f}x** | {r['talker_step_s'] * 1000:.0f} ms | "
                 f"{r['predictor_frame_s'] * 1000:.0f} ms | {r['decoder_s_per_frame']:.3f} | "
                 f"{r['speedup_decoder_vs_official']:.2f}x | {r['e2e_rtf']:.2f} | {fa} | {se} | "
-                f"{r['floor_s_per_frame']:.3f} | {vp} | {r['artifact_bytes'] / 1e9:.2f} GB | {r['rss_added_mb']:.0f} MB |")
+                f"{r['floor_s_per_frame']:.3f} | {vp} | {r['artifact_bytes'] / 1e9:.2f} GB | {r['rss_added_mb']:.0f} MB |"
+                + gpu_cell(r))
     return "\n".join(lines)
 
 
-def record(path: Path, section: str) -> None:
-    """Add `section` at the end of the CPU part of BENCHMARKS.md (before the next `## ` heading after `## CPU`), or
-    at the end of the file when it has no such part."""
+def record(path: Path, section: str, part: str = "CPU") -> None:
+    """Add `section` at the end of BENCHMARKS.md's `## <part>` part (before the next `## ` heading after it), or at
+    the end of the file when it has no such part."""
     text = path.read_text() if path.exists() else ""
-    cpu = text.find("\n## CPU")
-    end = text.find("\n## ", cpu + 1) if cpu >= 0 else -1
+    start = text.find(f"\n## {part}")
+    end = text.find("\n## ", start + 1) if start >= 0 else -1
     if end < 0:
         path.write_text(text.rstrip("\n") + "\n\n" + section)
     else:
@@ -472,15 +551,31 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="artifacts/bench")
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--record", help="append the table to this Markdown file (e.g. BENCHMARKS.md)")
+    p.add_argument("--cuda", action="store_true",
+                   help="GPU: ours on ONNX Runtime's CUDA provider (default variants fp16,fp16-graphs; -graphs: "
+                        "cuda_graphs=True), the official model on torch's GPU in bf16; CustomVoice only")
     a = p.parse_args(argv)
     a.sizes = [x for x in (a.sizes if a.sizes is not None else ("0b6" if a.quick else "0b6,1b7")).split(",") if x]
-    a.variants = (a.variants or ("fp32,int4" if a.quick else "fp32,int8,int4,int4-dec8")).split(",")
-    if "fp32" not in a.variants:
+    a.variants = (a.variants or ("fp16,fp16-graphs" if a.cuda else "fp32,int4" if a.quick
+                                 else "fp32,int8,int4,int4-dec8")).split(",")
+    if "fp32" not in a.variants and not a.cuda:  # fp32 on CUDA runs its fp32 attention on the CPU: not a GPU row
         a.variants.insert(0, "fp32")
     a.frames = a.frames or (12 if a.quick else 100)
-    bandwidth = read_bandwidth_gbs(a.threads)
-    machine = (f"{cpu_name()}, {os.cpu_count()} cores, {a.threads} threads, measured read bandwidth "
-               f"{bandwidth:.1f} GB/s")
+    if a.cuda:
+        import onnxruntime as ort
+        import torch
+
+        if a.base:
+            p.error("--base is not measured on the GPU yet; leave it out with --cuda")
+        a.base = False
+        if not torch.cuda.is_available() or "CUDAExecutionProvider" not in ort.get_available_providers():
+            p.error("--cuda needs a GPU that torch sees and onnxruntime-gpu (BENCHMARKS.md, GPU section)")
+        bandwidth = gpu_read_bandwidth_gbs()
+        machine = f"{torch.cuda.get_device_name()}, measured read bandwidth {bandwidth:.0f} GB/s; host {cpu_name()}"
+    else:
+        bandwidth = read_bandwidth_gbs(a.threads)
+        machine = (f"{cpu_name()}, {os.cpu_count()} cores, {a.threads} threads, measured read bandwidth "
+                   f"{bandwidth:.1f} GB/s")
     _log(machine)
     results = [run_model(size, a, bandwidth) for size in a.sizes]
     if a.base if a.base is not None else not a.quick:
@@ -491,10 +586,12 @@ def main(argv=None) -> int:
     if a.json:
         Path(a.json).write_text(json.dumps({"machine": machine, "command": command, "results": results}, indent=2))
     if a.record:
-        record(Path(a.record), f"### {time.strftime('%Y-%m-%d')}: {command.strip()}\n\n{md}\n")
+        record(Path(a.record), f"### {time.strftime('%Y-%m-%d')}: {command.strip()}\n\n{md}\n",
+               "GPU" if a.cuda else "CPU")
     first = results[0]
     best = max(first["variants"], key=lambda v: first["variants"][v]["speedup_loop_vs_official"])
-    print(f"speedup_fp32_vs_official={first['variants']['fp32']['speedup_loop_vs_official']:.2f}")
+    if "fp32" in first["variants"]:
+        print(f"speedup_fp32_vs_official={first['variants']['fp32']['speedup_loop_vs_official']:.2f}")
     print(f"speedup_best_vs_official={first['variants'][best]['speedup_loop_vs_official']:.2f} ({best})")
     return 0
 
