@@ -37,13 +37,14 @@ bench-quick:
 
 # onnxruntime-gpu for the lent GPU machine, in pieces a device call can carry beside the working tree, 64 MiB in all,
 # and in .whl/official the official package's pins the machine's image lacks (transformers 4.57.3 and what goes with
-# it, 18 MB), for `scripts/bench.py --cuda`; scripts/device_setup.sh installs both
+# it, 19 MB), for `scripts/bench.py --cuda`; scripts/device_setup.sh installs both
 OFFICIAL_WHEELS = qwen-tts==0.1.1 transformers==4.57.3 tokenizers==0.22.2 huggingface_hub==0.36.2 librosa==0.11.0 \
-	soundfile==0.14.0 soxr==1.1.0 sox audioread pooch lazy_loader
+	soundfile==0.14.0 soxr==1.1.0 sox==1.4.1 audioread==3.1.0 pooch==1.9.0 lazy_loader==0.6 cffi==2.1.1 \
+	pycparser==3.12 decorator==5.3.1 platformdirs==4.14.9
 DEVICE_PLATFORM = --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
 	--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
 device-wheels:
-	mkdir -p .whl/official && cd .whl && $(abspath $(BIN))/pip download --quiet --no-deps $(DEVICE_PLATFORM) \
+	rm -rf .whl && mkdir -p .whl/official && cd .whl && $(abspath $(BIN))/pip download --quiet --no-deps $(DEVICE_PLATFORM) \
 		'onnxruntime-gpu>=1.31' -d . \
 		&& for w in *.whl; do split -b 56M "$$w" "$$w.part-" && rm "$$w"; done \
 		&& $(abspath $(BIN))/pip download --quiet --no-deps $(DEVICE_PLATFORM) $(OFFICIAL_WHEELS) -d official \

@@ -19,8 +19,9 @@ exactly --frames frames), exports fp32 once and each quantized variant from it (
     reference + generated codes with the reference cut off, streaming included.
 --cuda (a GPU machine with onnxruntime-gpu): our variants on ONNX Runtime's CUDA provider (default fp16 and
   fp16-graphs: the fp16 export, the second with cuda_graphs=True), the official model on torch's GPU in bf16 (the
-  setting its README gives), GPU memory added per side (nvidia-smi, and torch's peak for the official side), the
-  floor from the GPU's measured read bandwidth; CustomVoice only.
+  setting its README gives), one side resident at a time, GPU memory added per side after its runs (nvidia-smi, and
+  torch's peak for the official side), the floor from the GPU's measured read bandwidth; CustomVoice, 0.6B unless
+  --sizes says otherwise; --threads defaults to every core there (the exports).
 --quick: the real 0.6B sizes, 12 frames, fp32 and int4 loops and each side's decoder; ends with
   speedup_fp32_vs_official=<x>
   speedup_best_vs_official=<y> (<variant>)
@@ -119,20 +120,20 @@ class Ours:
         self.providers = [CUDA, CPU] if cuda else [CPU]
         self.stats: dict = {v: {} for v in arts}
         self.rss_added: dict = {}
-        self.gpu_added: dict = {}
+        self.gpu_added: dict = {}  # GPU memory added by a variant, read when it is released, after its runs
+        self._gpu_before: dict = {}
         self._loaded: dict = {}
 
     def get(self, v: str):
         from qwen3_tts_onnx import Qwen3TTS
 
         if v not in self._loaded:
-            r0, g0 = _rss_mb(), gpu_memory_mb()
+            r0 = _rss_mb()
+            self._gpu_before.setdefault(v, gpu_memory_mb())
             graphs = is_replayed(v)  # on the CPU (a dry run of --cuda) the fixed-buffer loop runs without capture
             tts = Qwen3TTS.from_pretrained(self.arts[v], self.providers, threads=self.threads,
                                            cuda_graphs=graphs and self.providers[0] != "CPUExecutionProvider")
             self.rss_added.setdefault(v, _rss_mb() - r0)
-            if g0 is not None:
-                self.gpu_added.setdefault(v, gpu_memory_mb() - g0)
             self._loaded[v] = Qwen3TTS(tts.artifacts, {g: Timed(s, self.stats[v], g) for g, s in tts.sessions.items()},
                                        graph_replay=graphs)
         return self._loaded[v]
@@ -142,6 +143,8 @@ class Ours:
             self.release(v)
 
     def release(self, v: str) -> None:
+        if v in self._loaded and self._gpu_before.get(v) is not None:
+            self.gpu_added.setdefault(v, gpu_memory_mb() - self._gpu_before[v])
         self._loaded.pop(v, None)
         gc.collect()
 
@@ -301,12 +304,16 @@ def run_model(size: str, a, bandwidth: float) -> dict:
     ckpt, arts = prepare(Path(a.work), size, a.variants)
     greedy = dict(do_sample=False, subtalker_dosample=False)
     n = a.frames
+    if a.cuda:  # what an earlier size left in torch's cache, and its peak, are not this size's
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     rss0, gpu0 = _rss_mb(), gpu_memory_mb()
     on_gpu = {"device_map": "cuda:0", "dtype": torch.bfloat16} if a.cuda else {}  # the official README's setting
     ref = qwen_tts().Qwen3TTSModel.from_pretrained(str(ckpt), **on_gpu)
     rss_official = _rss_mb() - rss0
-    gpu_official = None if gpu0 is None else gpu_memory_mb() - gpu0
-    phased = a.phased or size == "1b7"
+    gpu_official = None
+    phased = a.phased or size == "1b7" or a.cuda  # on the GPU: one side resident, so that its memory reads alone
     ours = Ours(arts, a.threads, keep=phased or not a.load_per_round, cuda=a.cuda)
     stats, loaded = ours.stats, ours.rss_added
     ids = ref._tokenize_texts([ref._build_assistant_text(TEXT)])
@@ -318,8 +325,9 @@ def run_model(size: str, a, bandwidth: float) -> dict:
                                           **greedy)
         return codes[0].cpu().numpy()  # the copy to the host waits for the GPU
 
-    if a.cuda:  # untimed: CUDA's start and the first kernels' selection
-        official_loop(4)
+    if a.cuda:  # untimed: CUDA's start and the first kernels' selection, loop and decoder
+        with torch.no_grad():
+            ref.model.speech_tokenizer.decode([{"audio_codes": torch.from_numpy(official_loop(4)).to(ref.device)}])
 
     times: dict = {"official_loop": [], "official_decoder": []}
     for v in a.variants:
@@ -350,6 +358,8 @@ def run_model(size: str, a, bandwidth: float) -> dict:
         for rep in range(a.repeats):
             official_round()
             _log(f"{size} official round {rep + 1}/{a.repeats}: loop {times['official_loop'][-1]:.1f} s")
+        if gpu0 is not None:  # after its runs: weights, the cache torch keeps
+            gpu_official = gpu_memory_mb() - gpu0
         del ref
         gc.collect()
         if a.cuda:
@@ -487,7 +497,7 @@ def table(results: list, machine: str, command: str) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     gpu = any("gpu_added_mb" in res["official"] for res in results)
     if gpu:  # a last column: GPU memory added by loading (nvidia-smi); the official side's torch peak beside it
-        lines[2], lines[3] = lines[2] + " GPU memory added |", lines[3] + "---|"
+        lines[2], lines[3] = lines[2] + " GPU memory added (after its runs) |", lines[3] + "---|"
 
     def gpu_cell(r: dict) -> str:
         if not gpu:
@@ -546,7 +556,8 @@ def main(argv=None) -> int:
                         "first with an untimed warm-up), instead of alternating; for machines whose memory cannot "
                         "hold both sides (default for 1b7: on 24 GiB the two fp32 1.7B models page)")
     p.add_argument("--frames", type=int, default=None, help="frames per run (default 100; --quick: 12)")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default 2; --cuda: every core, for the exports made on the GPU machine)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--work", default="artifacts/bench")
     p.add_argument("--json", help="write the results as JSON here")
@@ -555,7 +566,9 @@ def main(argv=None) -> int:
                    help="GPU: ours on ONNX Runtime's CUDA provider (default variants fp16,fp16-graphs; -graphs: "
                         "cuda_graphs=True), the official model on torch's GPU in bf16; CustomVoice only")
     a = p.parse_args(argv)
-    a.sizes = [x for x in (a.sizes if a.sizes is not None else ("0b6" if a.quick else "0b6,1b7")).split(",") if x]
+    a.threads = a.threads or (os.cpu_count() or 1 if a.cuda else min(2, os.cpu_count() or 1))
+    a.sizes = [x for x in (a.sizes if a.sizes is not None else ("0b6" if a.quick or a.cuda else "0b6,1b7")).split(",")
+               if x]
     a.variants = (a.variants or ("fp16,fp16-graphs" if a.cuda else "fp32,int4" if a.quick
                                  else "fp32,int8,int4,int4-dec8")).split(",")
     if "fp32" not in a.variants and not a.cuda:  # fp32 on CUDA runs its fp32 attention on the CPU: not a GPU row
@@ -570,6 +583,7 @@ def main(argv=None) -> int:
         a.base = False
         if not torch.cuda.is_available() or "CUDAExecutionProvider" not in ort.get_available_providers():
             p.error("--cuda needs a GPU that torch sees and onnxruntime-gpu (BENCHMARKS.md, GPU section)")
+        ort.preload_dlls()  # the CUDA and cuDNN libraries of the installed nvidia packages
         bandwidth = gpu_read_bandwidth_gbs()
         machine = f"{torch.cuda.get_device_name()}, measured read bandwidth {bandwidth:.0f} GB/s; host {cpu_name()}"
     else:

@@ -14,6 +14,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 if ls .whl/official/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/official/*.whl || return 1
+else
+  echo "no .whl/official: the official package cannot run here (scripts/bench.py --cuda needs it; gpu_check.py does not)"
 fi
 export PYTHONPATH="/tmp/site:$PWD/runtime:$PWD/export${PYTHONPATH:+:$PYTHONPATH}"
 python3 -c "import onnxruntime as o; o.preload_dlls(); print(o.__version__, o.get_available_providers())"

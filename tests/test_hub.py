@@ -52,22 +52,32 @@ def test_hub_checkpoint_is_refused_with_the_export_command(models, tmp_path):
         Qwen3TTS.from_pretrained("Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", cache_dir=cache, local_files_only=True)
 
 
-def test_hub_errors_name_the_problem(models, tmp_path):
+def test_hub_errors_name_the_problem(models, tmp_path, monkeypatch):
     m = models("cv_wide")
     cache = _cache(tmp_path, {"v1": m.art})
     with pytest.raises(ArtifactError, match=r"no local directory someone/elsewhere, and as a hub id someone/elsewhere "
                                             r"is not in the local Hugging Face cache .*offline mode.*make export"):
         Qwen3TTS.from_pretrained("someone/elsewhere", cache_dir=cache, local_files_only=True)
-    with pytest.raises(ArtifactError, match=r"has no manifest.json: it holds no exported Qwen3-TTS artifacts \(name "
-                                            r"the subfolder"):
+    with pytest.raises(ArtifactError, match=r"has no manifest.json in the local Hugging Face cache \(offline mode\): "
+                                            r"connect once to download it, or name the subfolder"):
         Qwen3TTS.from_pretrained(REPO, cache_dir=cache, local_files_only=True)  # the export is in v1/
     (cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT / "v1" / "talker.onnx").unlink()
-    with pytest.raises(ArtifactError, match=r"talker.onnx listed in its manifest.json but not in the local cache"):
+    with pytest.raises(ArtifactError, match=r"talker.onnx listed in its manifest.json but not downloaded \(offline "
+                                            r"mode: connect once"):
         Qwen3TTS.from_pretrained(f"{REPO}/v1", cache_dir=cache, local_files_only=True)
     with pytest.raises(ArtifactError, match="names subfolder 'v1' and subfolder='v2'"):
         Qwen3TTS.from_pretrained(f"{REPO}/v1", subfolder="v2", cache_dir=cache, local_files_only=True)
     with pytest.raises(ArtifactError, match="revision='v2' applies to hub ids"):
         Qwen3TTS.from_pretrained(m.art, revision="v2")
+    with pytest.raises(ArtifactError, match="leaves the repository"):
+        Qwen3TTS.from_pretrained(REPO, subfolder="../elsewhere", cache_dir=cache, local_files_only=True)
+    # no hub id: names huggingface_hub refuses, and a missing path under an existing local directory, are told as
+    # missing local directories, without asking the hub
+    (tmp_path / "exports").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for name in ("my exports/x", "someone/x.git", "exports/0.6b-int5"):
+        with pytest.raises(ArtifactError, match="no artifacts directory at .*make export"):
+            Qwen3TTS.from_pretrained(name, cache_dir=cache, local_files_only=True)
 
 
 def test_online_fetch_takes_the_manifest_then_its_files_from_one_commit(models, tmp_path, monkeypatch):
@@ -108,6 +118,9 @@ def test_online_fetch_takes_the_manifest_then_its_files_from_one_commit(models, 
         Qwen3TTS.from_pretrained("other/repo")
     with pytest.raises(ArtifactError, match=f"{REPO} has no revision 'v9'"):
         Qwen3TTS.from_pretrained(f"{REPO}/int4", revision="v9")
+    with pytest.raises(ArtifactError, match=r"\(subfolder int8\) on the Hugging Face hub has no manifest.json: it "
+                                            r"holds no exported Qwen3-TTS artifacts"):
+        Qwen3TTS.from_pretrained(f"{REPO}/int8")
 
 
 def test_cli_speaks_from_a_hub_id(models, tmp_path, monkeypatch):
