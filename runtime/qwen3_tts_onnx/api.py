@@ -122,6 +122,18 @@ class Qwen3TTS:
         return cls(arts, sessions, graph_replay=cuda_graphs)
 
     @classmethod
+    def from_checkpoint(cls, model, precision: str = "fp32", decoder: str = "fp32", cache_dir=None,
+                        **load) -> "Qwen3TTS":
+        """An official checkpoint (directory or hub id, e.g. 'Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice') exported to
+        ONNX at `precision` ('fp32', 'int8', 'int4', 'fp16') with the speech decoder at `decoder`, once, into a cache
+        ($QWEN3_TTS_CACHE, else ~/.cache/qwen3-tts-onnx; checkpoint_export.py), then loaded with from_pretrained's
+        options (**load: providers, threads, cuda_graphs). The export needs the export extra (torch) and minutes;
+        later calls load the cached export."""
+        from .checkpoint_export import ensure_export
+
+        return cls.from_pretrained(ensure_export(model, precision, decoder, cache_dir), **load)
+
+    @classmethod
     def from_sessions(cls, path, sessions: dict, verify: bool = False, **hub) -> "Qwen3TTS":
         """Bring your own tuned `onnxruntime.InferenceSession`s, keyed by graph name (any left out are created).
         path and **hub (revision, subfolder, cache_dir, local_files_only) as in from_pretrained."""

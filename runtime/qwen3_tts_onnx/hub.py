@@ -74,7 +74,8 @@ def fetch(repo_id: str, subfolder: str | None = None, revision: str | None = Non
                 raise ArtifactError(
                     f"{where} is a Qwen3-TTS checkpoint, not exported ONNX artifacts: export it first with "
                     f"`make export MODEL={repo_id} [PRECISION=int4]` (or `python -m qwen3_tts_export --model "
-                    f"{repo_id} --out DIR`) and load the directory it writes")
+                    f"{repo_id} --out DIR`) and load the directory it writes, or let "
+                    f"Qwen3TTS.from_checkpoint({repo_id!r}) export it once into a cache")
             if offline:
                 raise ArtifactError(f"{where} has no {C.MANIFEST} in the local Hugging Face cache (offline mode): "
                                     f"connect once to download it, or name the subfolder that holds the export")
