@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu_check import gpu_memory_mb  # scripts/gpu_check.py: GPU memory in use (nvidia-smi), None without a GPU
+
 TEXT = "The quick brown fox jumps over the lazy dog, and then it runs far away into the forest."
 FPS = 12.5
 
@@ -194,18 +196,6 @@ def precisions(variant: str) -> tuple[str, str]:
     (int4, int8); fp16-graphs -> (fp16, fp32)."""
     precision, _, decoder = variant.removesuffix(GRAPHS_SUFFIX).partition("-dec")
     return precision, f"int{decoder}" if decoder else "fp32"
-
-
-def gpu_memory_mb() -> float | None:
-    """GPU memory in use (nvidia-smi), None without a GPU."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, check=True).stdout
-        return float(out.split()[0])
-    except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
-        return None
 
 
 def gpu_read_bandwidth_gbs() -> float:
