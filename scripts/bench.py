@@ -119,7 +119,7 @@ class Ours:
         from qwen3_tts_onnx.sessions import CPU, CUDA
 
         self.arts, self.threads, self.keep = arts, threads, keep
-        self.providers = [CUDA, CPU] if cuda else [CPU]
+        self.cuda, self.providers = cuda, [CUDA, CPU] if cuda else [CPU]
         self.stats: dict = {v: {} for v in arts}
         self.rss_added: dict = {}
         self.gpu_added: dict = {}  # GPU memory added by a variant, read when it is released, after its runs
@@ -134,7 +134,7 @@ class Ours:
             self._gpu_before.setdefault(v, gpu_memory_mb())
             graphs = is_replayed(v)  # on the CPU (a dry run of --cuda) the fixed-buffer loop runs without capture
             tts = Qwen3TTS.from_pretrained(self.arts[v], self.providers, threads=self.threads,
-                                           cuda_graphs=graphs and self.providers[0] != "CPUExecutionProvider")
+                                           cuda_graphs=graphs and self.cuda)
             self.rss_added.setdefault(v, _rss_mb() - r0)
             self._loaded[v] = Qwen3TTS(tts.artifacts, {g: Timed(s, self.stats[v], g) for g, s in tts.sessions.items()},
                                        graph_replay=graphs)
@@ -215,10 +215,9 @@ def gpu_read_bandwidth_gbs() -> float:
 
 
 def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -> tuple[Path, dict]:
-    from qwen3_tts_export.export import GRAPH_REVISION, export_all
-    from qwen3_tts_export.precision import VARIANT_REVISION, make_variant
+    from qwen3_tts_export.export import export_all
+    from qwen3_tts_export.precision import is_current, make_variant
     from qwen3_tts_export.random_checkpoint import build
-    from qwen3_tts_onnx import contracts as C
 
     root = work / f"{size}-{kind}"
     ckpt = root / "checkpoint"
@@ -226,15 +225,8 @@ def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -
         _log(f"building a random {size} {kind} checkpoint (EOS logit zeroed)")
         build(ckpt, kind=kind, size=size, eos_scale=0.0)
 
-    def fresh(d: Path) -> bool:  # same contract and same graph insides as this code would export
-        try:
-            m = json.loads((d / C.MANIFEST).read_text())
-        except (OSError, ValueError):
-            return False
-        return m.get("format_version") == C.FORMAT_VERSION and m.get("graph_revision", 1) == GRAPH_REVISION
-
     arts = {"fp32": root / "fp32"}
-    if not fresh(arts["fp32"]):
+    if not is_current(arts["fp32"]):
         t = time.time()
         export_all(ckpt, arts["fp32"])
         _log(f"fp32 export: {time.time() - t:.0f} s")
@@ -247,9 +239,7 @@ def prepare(work: Path, size: str, variants: list, kind: str = "custom_voice") -
             continue
         arts[v] = root / v
         precision, decoder = precisions(v)
-        if not fresh(arts[v]) or [json.loads((arts[v] / C.MANIFEST).read_text()).get(k, d) for k, d in
-                                  (("precision", "fp32"), ("decoder_precision", "fp32"), ("variant_revision", 1))
-                                  ] != [precision, decoder, VARIANT_REVISION]:
+        if not is_current(arts[v], precision, decoder):
             t = time.time()
             make_variant(arts["fp32"], arts[v], precision, decoder)
             _log(f"{v} variant: {time.time() - t:.0f} s")
@@ -333,9 +323,7 @@ def run_model(size: str, a, bandwidth: float) -> dict:
             raise RuntimeError(f"the official loop made {codes.shape[0]} frames, expected {n}")
         t = time.perf_counter()
         with torch.no_grad():
-            ref.model.speech_tokenizer.decode([{"audio_codes": torch.from_numpy(codes).to(ref.device)}])
-            if a.cuda:
-                torch.cuda.synchronize()
+            ref.model.speech_tokenizer.decode([{"audio_codes": torch.from_numpy(codes).to(ref.device)}])  # -> host
         times["official_decoder"].append((time.perf_counter() - t) / n)
 
     def our_round(v, warm_up):
@@ -362,8 +350,8 @@ def run_model(size: str, a, bandwidth: float) -> dict:
     else:
         for rep in range(a.repeats):
             official_round()
-            for v in a.variants:  # on the GPU the first round also warms up (CUDA's start, the graphs' capture)
-                our_round(v, warm_up=not ours.keep or (a.cuda and rep == 0))
+            for v in a.variants:
+                our_round(v, warm_up=not ours.keep)
                 ours.done(v)
             _log(f"{size} round {rep + 1}/{a.repeats}: official loop {times['official_loop'][-1]:.1f} s, "
                  + ", ".join(f"{v} {times[f'{v}_loop'][-1]:.1f} s" for v in a.variants))
@@ -486,7 +474,7 @@ def table(results: list, machine: str, command: str) -> str:
              "| voice prompt | artifacts | RSS added |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     gpu = any("gpu_added_mb" in res["official"] for res in results)
-    if gpu:  # a last column: GPU memory added by loading (nvidia-smi); the official side's torch peak beside it
+    if gpu:  # a last column: GPU memory each side added, read after its runs; the official side's torch peak beside it
         lines[2], lines[3] = lines[2] + " GPU memory added (after its runs) |", lines[3] + "---|"
 
     def gpu_cell(r: dict) -> str:

@@ -46,7 +46,7 @@ from pathlib import Path
 from qwen3_tts_onnx import contracts as C
 from qwen3_tts_onnx.artifacts import sha256_file
 
-from .export import TWO_GB
+from .export import GRAPH_REVISION, TWO_GB
 from .graph_capture import make_capturable
 from .snake_lut import snake_luts
 
@@ -251,6 +251,23 @@ def int8_decoder_graph(src: Path, dst: Path, layout: dict, context: Path, seed: 
             "snake_lookup_max_diff": diff,
             "calibration_calls": len(rec.feeds), "calibration_frames": list(CALIBRATION_FRAMES),
             "weights": "int8 per channel, symmetric", "activations": "uint8 per tensor, min/max calibrated"}
+
+
+def is_current(out: str | Path, precision: str = "fp32", decoder: str = "fp32", source: str | Path | None = None
+               ) -> bool:
+    """Whether `out` holds a complete export (its manifest is written last) that this code would write the same
+    way: this format version and graph revision, the given precision and decoder at this VARIANT_REVISION, and,
+    when given, exported from `source`. Caches of exports (scripts/bench.py, the runtime's from_checkpoint) reuse
+    an export only then."""
+    try:
+        m = json.loads((Path(out) / C.MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    variant = precision != "fp32" or decoder != "fp32"
+    return (m.get("format_version") == C.FORMAT_VERSION and m.get("graph_revision", 1) == GRAPH_REVISION
+            and m.get("precision", "fp32") == precision and m.get("decoder_precision", "fp32") == decoder
+            and (not variant or m.get("variant_revision", 1) == VARIANT_REVISION)
+            and (source is None or m.get("model", {}).get("source") == str(source)))
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -9,9 +9,7 @@ from pathlib import Path
 
 from . import contracts as C
 from . import hub
-from .errors import ArtifactError
-
-EXPORT_HINT = "run `make export MODEL=<hub id or checkpoint dir> OUT=<dir>` to create them"
+from .errors import EXPORT_HINT, ArtifactError
 
 
 @dataclass

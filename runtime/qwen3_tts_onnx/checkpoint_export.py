@@ -11,13 +11,11 @@ never loaded. The cache lives in $QWEN3_TTS_CACHE, else ~/.cache/qwen3-tts-onnx.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
 from pathlib import Path
 
-from . import contracts as C
 from .errors import ArtifactError
 
 
@@ -34,8 +32,8 @@ def ensure_export(model, precision: str = "fp32", decoder: str = "fp32", cache_d
     now unless the cache holds a current one."""
     try:
         from qwen3_tts_export.checkpoint import CheckpointError, resolve
-        from qwen3_tts_export.export import GRAPH_REVISION, ExportCheckError, export_all
-        from qwen3_tts_export.precision import DECODER_PRECISIONS, PRECISIONS, VARIANT_REVISION, make_variant
+        from qwen3_tts_export.export import ExportCheckError, export_all
+        from qwen3_tts_export.precision import DECODER_PRECISIONS, PRECISIONS, is_current, make_variant
     except ImportError as e:
         raise ArtifactError(f"from_checkpoint exports the checkpoint first, which needs the export stage and torch "
                             f"({e}): `pip install 'qwen3-tts-onnx[export]'`, or export on another machine with `make "
@@ -50,7 +48,7 @@ def ensure_export(model, precision: str = "fp32", decoder: str = "fp32", cache_d
     name = re.sub(r"[^A-Za-z0-9._-]+", "--", str(model).strip("/")).strip("-.") or "checkpoint"
     digest = hashlib.sha256(str(source).encode()).hexdigest()[:10]
     out = Path(cache_dir or cache_root()).expanduser() / f"{name}-{digest}" / _variant(precision, decoder)
-    if _current(out, source, (GRAPH_REVISION, VARIANT_REVISION), precision, decoder):
+    if is_current(out, precision, decoder, source):
         return out
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -65,16 +63,3 @@ def ensure_export(model, precision: str = "fp32", decoder: str = "fp32", cache_d
     partial.rename(out)
     return out
 
-
-def _current(out: Path, source: Path, revisions: tuple, precision: str, decoder: str) -> bool:
-    """Whether `out` holds a complete export of `source` that this code would write the same way."""
-    graph_revision, variant_revision = revisions
-    try:
-        m = json.loads((out / C.MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    variant = precision != "fp32" or decoder != "fp32"
-    return (m.get("format_version") == C.FORMAT_VERSION and m.get("graph_revision") == graph_revision
-            and m.get("model", {}).get("source") == str(source) and m.get("precision", "fp32") == precision
-            and m.get("decoder_precision", "fp32") == decoder
-            and (not variant or m.get("variant_revision") == variant_revision))

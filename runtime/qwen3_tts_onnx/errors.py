@@ -1,5 +1,7 @@
 """The runtime's own errors: each names the problem and the fix."""
 
+EXPORT_HINT = "run `make export MODEL=<hub id or checkpoint dir> OUT=<dir>` to create them"  # artifacts' origin
+
 
 class Qwen3TTSError(ValueError):
     """Base class: bad input or bad artifacts (a ValueError, as the official package raises for bad input)."""

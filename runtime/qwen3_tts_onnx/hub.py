@@ -18,9 +18,7 @@ import json
 from pathlib import Path
 
 from . import contracts as C
-from .errors import ArtifactError
-
-EXPORT_HINT = "`make export MODEL=<hub id or checkpoint dir> OUT=<dir>` writes one"
+from .errors import EXPORT_HINT, ArtifactError
 
 CHECKPOINT_CONFIG = "config.json"  # what an official checkpoint has at its root and an export has not
 
@@ -60,6 +58,7 @@ def fetch(repo_id: str, subfolder: str | None = None, revision: str | None = Non
     # passed explicitly: huggingface_hub reads HF_HUB_OFFLINE when it makes its HTTP session, which may be older
     offline = local_files_only or constants.HF_HUB_OFFLINE
     prefix = f"{subfolder.strip('/')}/" if subfolder else ""
+    asked = repo_id + (f"/{subfolder}" if subfolder else "")  # as a local path it would have been
     where = repo_id + (f" (subfolder {subfolder})" if subfolder else "") + (f" at revision {revision}" if revision
                                                                            else "")
     kw = dict(repo_id=repo_id, cache_dir=cache_dir, local_files_only=offline)
@@ -96,13 +95,13 @@ def fetch(repo_id: str, subfolder: str | None = None, revision: str | None = Non
         raise ArtifactError(f"{repo_id} is a gated repository on the Hugging Face hub: accept its conditions on its "
                             f"page, with the account you are logged in as (`hf auth login`)") from e
     except hf.RepositoryNotFoundError as e:  # also a private repository without access
-        raise ArtifactError(f"no local directory {repo_id}{'/' + subfolder if subfolder else ''}, and no repository "
+        raise ArtifactError(f"no local directory {asked}, and no repository "
                             f"{repo_id!r} on the Hugging Face hub that this login may read: check the path or the id, "
                             f"log in (`hf auth login`) for a private repository, or export ({EXPORT_HINT})") from e
     except hf.RevisionNotFoundError as e:
         raise ArtifactError(f"{repo_id} has no revision {revision or 'main'!r} on the Hugging Face hub") from e
     except hf.LocalEntryNotFoundError as e:
-        raise ArtifactError(f"no local directory {repo_id}{'/' + subfolder if subfolder else ''}, and as a hub id "
+        raise ArtifactError(f"no local directory {asked}, and as a hub id "
                             f"{where} is not in the local Hugging Face cache and the hub cannot be reached "
                             f"({'offline mode' if offline else 'no network'}): connect once to download it, or "
                             f"pass a local artifacts directory ({EXPORT_HINT})") from e
