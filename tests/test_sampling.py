@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers.generation.logits_process import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
-                                                    SuppressTokensLogitsProcessor, TemperatureLogitsWarper,
-                                                    TopKLogitsWarper, TopPLogitsWarper)
+from transformers.generation.logits_process import (LogitsProcessorList, MinNewTokensLengthLogitsProcessor,
+                                                    RepetitionPenaltyLogitsProcessor, SuppressTokensLogitsProcessor,
+                                                    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 from qwen3_tts_export.modules.sampling import group0_scores, sample_token
 from qwen3_tts_onnx.sampling import effective_top_k, process_group0, sample_from_logits
@@ -59,6 +59,27 @@ def test_group0_processing_equals_transformers():
     np.testing.assert_allclose(got, want, rtol=0, atol=0)
     early = process_group0(logits, generated, step=1, eos_id=eos, repetition_penalty=1.05)
     assert np.isneginf(early[:, eos]).all() and np.isfinite(got[:, eos]).all()
+
+
+@pytest.mark.parametrize("step", [0, 1, 2, 3])
+def test_group0_eos_block_equals_transformers_min_new_tokens(step):
+    """At steps 0..3, process_group0 equals transformers' repetition penalty -> MinNewTokensLengthLogitsProcessor
+    (min_new_tokens=2) -> suppression in the order transformers applies them, on the `step` ids generated so far
+    (the official talker generates from embeddings: no prompt ids to skip): EOS is blocked at steps 0 and 1 only."""
+    rng = np.random.default_rng(4 + step)
+    eos = 2150
+    logits = (rng.standard_normal((3, 3072)) * 3).astype(np.float32)
+    logits[:, eos] = 20.0  # EOS wins wherever it is allowed
+    generated = rng.integers(0, 2048, (3, step)).tolist()
+    suppress = [i for i in range(2048, 3072) if i != eos]
+    procs = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.05),
+                                 MinNewTokensLengthLogitsProcessor(prompt_length_to_skip=0, min_new_tokens=2,
+                                                                   eos_token_id=eos),
+                                 SuppressTokensLogitsProcessor(suppress)])
+    want = procs(torch.tensor(generated, dtype=torch.int64).reshape(3, step), torch.from_numpy(logits)).numpy()
+    got = process_group0(logits, generated, step=step, eos_id=eos, repetition_penalty=1.05)
+    np.testing.assert_array_equal(got, want)
+    assert np.isneginf(got[:, eos]).all() == (step < 2) and (got.argmax(-1) == eos).all() == (step >= 2)
 
 
 @pytest.mark.parametrize("step", [0, 1, 2, 7])
