@@ -9,26 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qwen3_tts_onnx import contracts as C
-
 from .export import export_all
+from .precision import is_current
 from .random_checkpoint import build
-
-
-def _current(out: Path) -> bool:
-    """An export from this version of the project (an older format is re-exported)."""
-    import json
-
-    try:
-        return json.loads((out / C.MANIFEST).read_text())["format_version"] == C.FORMAT_VERSION
-    except (OSError, ValueError, KeyError):
-        return False
 
 
 def main() -> None:
     root = Path("artifacts/demo")
     ckpt, out = root / "checkpoint", root / "onnx"
-    if not _current(out):
+    if not is_current(out):  # an export by an older version of the project is made again
         print("building a tiny random CustomVoice checkpoint in the official layout ...", flush=True)
         build(ckpt, kind="custom_voice", size="tiny", width="wide")
         export_all(ckpt, out)
