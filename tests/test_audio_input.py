@@ -1,5 +1,6 @@
 """Reference audio in every accepted form, read by the runtime's loader (`audio.load`, what voice cloning calls):
-lossy containers (OGG Vorbis, Opus, MP3), base64 text, integer PCM arrays, and files libsndfile cannot read.
+lossy containers (OGG Vorbis, Opus, MP3), base64 text, integer PCM arrays, and files libsndfile cannot read; and
+the numpy front end (resampling, mel filterbank, log-mel) against librosa and the official `mel_spectrogram`.
 No model is needed: these run in milliseconds."""
 from __future__ import annotations
 
@@ -116,3 +117,59 @@ def test_containers_libsndfile_cannot_read(tmp_path):
             assert "does not exist" not in msg, msg  # libsndfile's misleading wording for unknown content
             if isinstance(form, str):
                 assert name in msg
+
+
+def test_mel_filterbank_equals_librosa():
+    """The speaker encoder's mel filterbank is librosa.filters.mel(sr=24000, n_fft=1024, n_mels=128, fmin=0,
+    fmax=12000) (Slaney scale and norm) to float32 rounding, with the same triangles (SPEC §4.1)."""
+    import librosa
+
+    want = librosa.filters.mel(sr=24000, n_fft=1024, n_mels=128, fmin=0, fmax=12000)
+    got = audio.mel_filterbank()
+    assert got.shape == want.shape == (128, 513) and got.dtype == want.dtype == np.float32
+    np.testing.assert_array_equal(got > 0, want > 0)
+    assert np.abs(got - want).max() <= 1e-8  # the largest weight is 0.037: float32 steps there are 3.7e-9
+
+
+# 24 kHz clips for the log-mel: speech-like at three levels, and one shorter than a second
+MEL_CLIPS = [(1, 1.0, 0), (5, 1.0, 4), (2.3, 0.05, 9), (0.1, 1.0, 2)]
+
+
+@pytest.mark.parametrize("seconds,gain,seed", MEL_CLIPS)
+def test_log_mel_equals_official_mel_spectrogram(seconds, gain, seed):
+    """Our numpy log-mel against the official `mel_spectrogram` (torch, float32) as extract_speaker_embedding
+    calls it: the same frames; within 1e-5 wherever the mel energy is at least 0.1, and everywhere the mel
+    energies within 1e-6 of the clip's peak. Ours runs in float64: in near-silent bins (log-mel below -7) the
+    official float32 STFT's rounding alone moves the log by up to 6e-3, so 1e-5 in the log holds only where the
+    energy is well above float32's resolution."""
+    import torch
+
+    from qwen3_tts_export.reference import qwen_tts
+
+    qwen_tts()
+    from qwen_tts.core.models.modeling_qwen3_tts import mel_spectrogram
+
+    x = clip(seconds, 24000, seed=seed) * np.float32(gain)
+    want = mel_spectrogram(torch.from_numpy(x).unsqueeze(0), n_fft=1024, num_mels=128, sampling_rate=24000,
+                           hop_size=256, win_size=1024, fmin=0, fmax=12000).transpose(1, 2)[0].numpy()
+    got = audio.log_mel(x)
+    assert got.shape == want.shape == (1 + (x.shape[0] + 768 - 1024) // 256, 128) and got.dtype == np.float32
+    loud = want >= np.log(0.1)
+    assert loud.sum() >= 100
+    assert np.abs(got - want)[loud].max() <= 1e-5
+    energy, energy_want = np.exp(got.astype(np.float64)), np.exp(want.astype(np.float64))
+    assert np.abs(energy - energy_want).max() <= 1e-6 * energy_want.max()
+
+
+@pytest.mark.parametrize("sr", [16000, 22050, 44100, 48000])
+def test_resample_equals_librosa_soxr_hq(sr):
+    """Resampling to 24 kHz gives exactly librosa.resample(res_type="soxr_hq") (what the official package calls),
+    samples and length, including lengths that do not divide evenly."""
+    import librosa
+
+    for seconds in (1.0, 2.7, 5.013):
+        x = clip(seconds, sr, seed=2)
+        want = librosa.resample(x, orig_sr=sr, target_sr=24000, res_type="soxr_hq")
+        got = audio.resample(x, sr)
+        assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)

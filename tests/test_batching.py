@@ -1,12 +1,15 @@
-"""Batching: rows of one frame loop sample, stop and stream exactly as they would alone."""
+"""Batching: rows of one frame loop sample, stop and stream exactly as they would alone; a row that spends its
+budget without EOS says so."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from qwen3_tts_onnx import Qwen3TTS
 from qwen3_tts_onnx.batching import Batcher, Job
 
 SAMPLING = {"do_sample": True, "subtalker_dosample": True}
+GREEDY = {"do_sample": False, "subtalker_dosample": False}
 TEXTS = ["Hello world, this is the first row.", "A second, much longer row of text that goes on for a while longer.",
          "Third."]
 
@@ -105,3 +108,58 @@ def test_batcher_hands_a_failure_to_its_rows(models, batcher, monkeypatch):
     again = Job(rows[0], 1, 5, dict(SAMPLING), guard=False)
     batcher.submit([again])
     assert sum(c.codes.shape[0] for c in again.results()) == 4 and batcher.rows_active == 0
+
+
+class EosTalker:
+    """The talker session with its EOS logit set: never drawn (eos_at None), or certain from token `eos_at` of each
+    run on (counted from the prefill; one run at a time). Run through `session.run` (generate.PlainSession)."""
+
+    def __init__(self, session, eos: int, eos_at: int | None):
+        self.session, self.eos, self.eos_at, self.step = session, eos, eos_at, 0
+
+    def get_outputs(self):
+        return self.session.get_outputs()
+
+    def run(self, names, feeds):
+        out = self.session.run(names, feeds)
+        self.step = 0 if feeds["inputs_embeds"].shape[1] > 1 else self.step + 1
+        ends = self.eos_at is not None and self.step >= self.eos_at
+        out[names.index("logits")][..., self.eos] = 1e4 if ends else -np.inf
+        return out
+
+
+def _eos_at(models, eos_at: int | None) -> Qwen3TTS:
+    tts = models("cv_wide").ours
+    talker = EosTalker(tts.sessions["talker"], tts.cfg["codec_eos_token_id"], eos_at)
+    return Qwen3TTS.from_sessions(models("cv_wide").art, {**tts.sessions, "talker": talker})
+
+
+def _run(batcher, jobs) -> list:
+    batcher.submit(jobs)
+    return [sum(c.codes.shape[0] for c in job.results()) for job in jobs]
+
+
+def test_budget_without_eos_is_reported(models):
+    """A row that gets all its budget's frames without EOS ends with job.stopped saying so, whether the frame loop
+    shows it ending (a shorter row of a batch) or just ends (a row alone, the longest row); a row that ends by EOS,
+    before its budget, reports nothing."""
+    tts = _eos_at(models, 6)  # EOS is token 6: 6 frames
+    b = Batcher(tts, max_batch=8, workers=1)
+    try:
+        rows = _rows(tts, TEXTS)
+        jobs = [Job(r, 1, budget, dict(GREEDY)) for r, budget in zip(rows, (4, 30, 8))]
+        assert _run(b, jobs) == [3, 6, 6] and b.batches_run == 1
+        assert [j.stopped for j in jobs] == ["no EOS within the budget of 3 frames", None, None]
+        assert [j.stopped_by for j in jobs] == ["budget", None, None]
+    finally:
+        b.close()
+    tts = _eos_at(models, None)  # never EOS
+    b = Batcher(tts, max_batch=8, workers=1)
+    try:
+        alone = [Job(rows[0], 1, 9, dict(GREEDY))]
+        batch = [Job(rows[0], 1, 5, dict(GREEDY)), Job(rows[1], 1, 9, dict(GREEDY))]
+        assert _run(b, alone) == [8] and _run(b, batch) == [4, 8] and b.batches_run == 2
+        assert [j.stopped for j in alone + batch] == [f"no EOS within the budget of {n} frames" for n in (8, 4, 8)]
+        assert {j.stopped_by for j in alone + batch} == {"budget"} and b.rows_active == 0
+    finally:
+        b.close()

@@ -69,6 +69,24 @@ def test_voice_create_then_speak(unseen):
     np.testing.assert_array_equal(from_voice, from_audio)
 
 
+def test_voice_create_x_vector_only_then_speak(unseen):
+    """`voice create --x-vector-only` saves an x-vector-only voice (no reference codes, no transcript), and
+    `speak --voice` with it gives the codes of `speak --ref-audio --x-vector-only`."""
+    from qwen3_tts_onnx import VoicePrompt
+
+    voice = unseen / "me_xvec.qvoice"
+    r = subprocess.run(CLI + ["voice", "create", "--model", str(unseen / "onnx"), "--ref-audio",
+                              str(unseen / "ref.flac"), "--x-vector-only", "--out", str(voice)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "x-vector only" in r.stderr, r.stderr
+    saved = VoicePrompt.load(voice)
+    assert saved.x_vector_only_mode and saved.ref_codes is None and saved.ref_text is None
+    from_voice, _ = _speak(unseen, "xvec_from_voice", "--voice", str(voice))
+    from_audio, _ = _speak(unseen, "xvec_from_audio", "--ref-audio", str(unseen / "ref.flac"), "--x-vector-only")
+    assert from_voice.shape[0] >= 30
+    np.testing.assert_array_equal(from_voice, from_audio)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--ref-audio", "missing.wav", "--x-vector-only"], "does not exist"),
     (["--ref-audio", "REF"], "ref_text is required"),

@@ -97,3 +97,37 @@ def test_low_level_encoders_check_their_input(models):
             m.ours.encode_speech(bad)
         with pytest.raises(InputError, match="24 kHz mono"):
             m.ours.speaker_embedding(bad)
+
+
+def test_malformed_official_dict_prompt(models):
+    """voice_clone_prompt in the official dict form: each malformed dict gets an InputError that says what is wrong,
+    before anything is generated."""
+    m = models("base_equal")
+    xv = np.ones(64, np.float32)
+    good = dict(ref_code=None, ref_spk_embedding=[xv], x_vector_only_mode=[True], icl_mode=[False])
+    cases = [
+        ({k: v for k, v in good.items() if k != "icl_mode"}, r"needs the keys .*missing \['icl_mode'\]"),
+        ({**good, "speaker": ["x"]}, r"unknown \['speaker'\]"),
+        ({**good, "ref_spk_embedding": xv}, "must be lists of the same non-zero length"),
+        ({**good, "x_vector_only_mode": [True, True]}, "must be lists of the same non-zero length"),
+        ({**good, "ref_spk_embedding": [], "x_vector_only_mode": [], "icl_mode": []}, "non-zero length"),
+        ({**good, "icl_mode": [True]}, "exactly one of them True"),
+        ({**good, "x_vector_only_mode": [False]}, "exactly one of them True"),
+        ({**good, "x_vector_only_mode": ["yes"]}, "must be booleans"),
+        ({**good, "ref_code": [np.zeros((3, 16), np.int64)]}, "must have ref_code None"),
+        ({**good, "x_vector_only_mode": [False], "icl_mode": [True]}, "is ICL: it needs its ref_code"),
+        ({**good, "x_vector_only_mode": [False], "icl_mode": [True], "ref_code": [np.zeros((3, 16), np.int64)]},
+         "transcript in a ref_text list"),
+        ({**good, "ref_spk_embedding": ["loud"]}, "ref_spk_embedding\\[0\\] is not a numeric array"),
+        ({**good, "ref_spk_embedding": [np.ones((2, 64), np.float32)]}, "finite 1-D vector"),
+        ({**good, "x_vector_only_mode": [False], "icl_mode": [True], "ref_code": [np.zeros((3, 8), np.int64)],
+          "ref_text": ["Hello."]}, r"reference codes \[frames, 16\]"),
+        ({**good, "ref_spk_embedding": [np.ones(96, np.float32)]}, r"x-vector of 96\), but the model is 0b6"),
+    ]
+    for d, match in cases:
+        with pytest.raises(InputError, match=match):
+            m.ours.generate_voice_clone("Hi.", voice_clone_prompt=d)
+    with pytest.raises(InputError, match="batch size mismatch: 3 texts but 2 voice prompts"):
+        m.ours.generate_voice_clone(["Hi.", "Yes.", "No."], voice_clone_prompt={
+            **good, "ref_spk_embedding": [xv, xv], "x_vector_only_mode": [True, True], "icl_mode": [False, False],
+            "ref_code": [None, None]})

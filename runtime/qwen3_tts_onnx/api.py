@@ -29,7 +29,7 @@ from .prompt import (MAX_TEXT_TOKENS, ICLReference, TextTokenizer, assistant_tex
                      reference_text, right_pad)
 from .stream import (DEFAULT_CHUNK_FRAMES, DEFAULT_FIRST_CHUNK_FRAMES, AudioChunk, check_chunking,
                      stream_audio)
-from .voice import VoicePrompt
+from .voice import VoicePrompt, prompts_from_dict
 
 # The official API's default text layout per model type (generate_custom_voice / _voice_design: True;
 # generate_voice_clone: False).
@@ -51,6 +51,26 @@ def row_generators(seed, n: int) -> list:
         if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0):
             raise InputError(f"seed must be a non-negative integer (or None), got {s!r}")
     return [np.random.default_rng(None if s is None else int(s)) for s in seeds]
+
+
+def _flag(name: str, v) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise InputError(f"{name} must be True or False, got {v!r}")
+    return bool(v)
+
+
+def _option_value(name: str, v):
+    """A generation option checked against its type (that of its HARD_DEFAULTS value): True/False, an integer, or
+    a finite number; anything else is an InputError naming the option."""
+    kind = type(HARD_DEFAULTS[name])
+    number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+    if kind is bool:
+        return _flag(name, v)
+    if kind is int and number and isinstance(v, (int, np.integer)):
+        return int(v)
+    if kind is float and number and (abs(v) < 1e308 if isinstance(v, (int, np.integer)) else np.isfinite(v)):
+        return float(v)
+    raise InputError(f"{name} must be {'an integer' if kind is int else 'a finite number'}, got {v!r}")
 
 
 def _broadcast(name: str, values: list, n: int) -> list:
@@ -166,7 +186,7 @@ class Qwen3TTS:
         return lang.lower()
 
     def _speaker(self, speaker) -> str | None:
-        if speaker is None or speaker == "":
+        if speaker is None or isinstance(speaker, str) and speaker == "":
             return None
         if not isinstance(speaker, str) or speaker.lower() not in self.get_supported_speakers():
             raise InputError(f"unsupported speaker {speaker!r}; supported: {self.get_supported_speakers()}")
@@ -180,9 +200,9 @@ class Qwen3TTS:
         merged = {}
         for k, hard in HARD_DEFAULTS.items():
             v = kwargs.get(k)
-            merged[k] = v if v is not None else self.generate_defaults.get(k, hard)
+            merged[k] = _option_value(k, v if v is not None else self.generate_defaults.get(k, hard))
         o = GenerationOptions(**merged)
-        if int(o.max_new_tokens) < 1:
+        if o.max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be at least 1, got {o.max_new_tokens}")
         o.max_new_tokens = min(int(o.max_new_tokens), self.cfg["max_position_embeddings"] - MAX_TEXT_TOKENS - 64)
         for prefix, sampling, temperature, top_p in (
@@ -204,7 +224,7 @@ class Qwen3TTS:
         return ids
 
     def _instruct_ids(self, instruct) -> list | None:
-        if instruct is None or instruct == "":
+        if instruct is None or isinstance(instruct, str) and instruct == "":
             return None
         ids = self.tokenizer.encode(instruct_text(self.tokenizer.check_text(instruct, "instruct")))
         if len(ids) > MAX_TEXT_TOKENS:
@@ -290,12 +310,13 @@ class Qwen3TTS:
 
     def _custom_voice_rows(self, text, speaker, language, instruct, non_streaming_mode) -> list:
         self._require("custom_voice", "generate_custom_voice")
+        non_streaming_mode = _flag("non_streaming_mode", non_streaming_mode)
         texts = _as_list(text)
         n = len(texts)
         languages = [self._language(x) for x in _broadcast("language", _as_list(language), n)]
         speakers = [self._speaker(x) for x in _broadcast("speaker", _as_list(speaker), n)]
         instructs = _broadcast("instruct", _as_list(instruct), n)
-        if self.model_size == "0b6" and any(i not in (None, "") for i in instructs):
+        if self.model_size == "0b6" and any(not (i is None or isinstance(i, str) and i == "") for i in instructs):
             raise InputError("the 0.6B CustomVoice model has no instruct control (the official package silently "
                              "drops it); leave instruct empty or use a 1.7B CustomVoice model")
         return [build_rows(self.cfg, self._text_ids(t), lang, spk, self._instruct_ids(ins), non_streaming_mode)
@@ -311,6 +332,7 @@ class Qwen3TTS:
 
     def _voice_design_rows(self, text, instruct, language, non_streaming_mode) -> list:
         self._require("voice_design", "generate_voice_design")
+        non_streaming_mode = _flag("non_streaming_mode", non_streaming_mode)
         texts = _as_list(text)
         n = len(texts)
         languages = [self._language(x) for x in _broadcast("language", _as_list(language), n)]
@@ -424,6 +446,8 @@ class Qwen3TTS:
             if ref_audio is None:
                 raise InputError("pass ref_audio (with ref_text for ICL mode) or a voice_clone_prompt")
             prompts = self.create_voice_clone_prompt(ref_audio, ref_text, x_vector_only_mode)
+        elif isinstance(voice_clone_prompt, dict):  # the official dict form (voice.prompts_from_dict)
+            prompts = prompts_from_dict(voice_clone_prompt, self.model_size)
         else:
             items = voice_clone_prompt if isinstance(voice_clone_prompt, list) else [voice_clone_prompt]
             prompts = []
@@ -432,7 +456,8 @@ class Qwen3TTS:
                     p = VoicePrompt.load(p)
                 elif not isinstance(p, VoicePrompt):
                     raise InputError(f"voice_clone_prompt items must be VoicePrompt objects (from "
-                                     f"create_voice_clone_prompt) or saved prompt files, got {type(p).__name__}")
+                                     f"create_voice_clone_prompt), saved prompt files or the official dict form, "
+                                     f"got {type(p).__name__}")
                 p.validate()
                 prompts.append(p)
         if len(prompts) == 1 and n > 1:
@@ -446,6 +471,7 @@ class Qwen3TTS:
     def _voice_clone_rows(self, text, language, ref_audio, ref_text, x_vector_only_mode, voice_clone_prompt,
                           non_streaming_mode) -> tuple[list, list]:
         self._require("base", "generate_voice_clone")
+        non_streaming_mode = _flag("non_streaming_mode", non_streaming_mode)
         texts = _as_list(text)
         n = len(texts)
         languages = [self._language(x) for x in _broadcast("language", _as_list(language), n)]
@@ -483,7 +509,8 @@ class Qwen3TTS:
         """Speak text in the voice of a reference recording (Base models); returns ([waveforms], 24000).
 
         Give ref_audio (+ ref_text for ICL mode, or x_vector_only_mode=True), or a voice_clone_prompt from
-        create_voice_clone_prompt (a VoicePrompt, a list of them, or saved prompt file paths)."""
+        create_voice_clone_prompt (a VoicePrompt, a list of them, or saved prompt file paths), or the official dict
+        form (lists ref_code, ref_spk_embedding, x_vector_only_mode, icl_mode; ICL entries also need ref_text)."""
         check_mode(decode_mode)  # before generating, not after
         rows, prompts = self._voice_clone_rows(text, language, ref_audio, ref_text, x_vector_only_mode,
                                                voice_clone_prompt, non_streaming_mode)

@@ -5,7 +5,8 @@ to its own consumer as if it ran alone.
                                       sampling options, up to max_batch ─► one FrameLoop over them
          per frame, per row:  codes ─► its ChunkAssembler ─► AudioChunk ─► job.chunks (a queue) ─► consumer
                               runaway guard / budget / EOS / cancelled ─► the row ends (None in its queue; the
-                              error instead if the loop failed)
+                              error instead if the loop failed); job.stopped says why when the guard cut it or its
+                              budget ran out before EOS
 
 Rows join at batch boundaries: a worker that is free takes whatever is waiting, so an idle server starts a request
 at once, and under load the waiting requests ride together (one weight read per step serves every row: on a
@@ -40,7 +41,8 @@ class Job:
     chunk_frames: int = DEFAULT_CHUNK_FRAMES
     guard: bool = True  # stop on runaway generation (longform.RunawayGuard)
     chunks: queue.Queue = field(default_factory=queue.Queue)  # AudioChunk..., then None, or an exception
-    stopped: str | None = None  # why the job ended early (runaway), once it has ended
+    stopped: str | None = None  # why the job was cut (runaway, or no EOS within its budget), once it has ended
+    stopped_by: str | None = None  # "runaway" or "budget" when stopped
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def key(self) -> tuple:
@@ -138,6 +140,8 @@ class Batcher:
         stop = np.zeros(n, dtype=bool)
         assemblers: list = []
         frames = None
+        made = np.zeros(n, dtype=np.int64)  # frames each row got
+        limits: list = []  # each row's budget in tokens, as the frame loop applies it
 
         def end(i: int, error: BaseException | None = None) -> None:
             stop[i] = True  # the row has ended here, and the frame loop feeds it EOS from now on
@@ -145,6 +149,11 @@ class Batcher:
                 self.rows_active -= 1
             try:
                 if error is None and not jobs[i].cancelled.is_set():
+                    if jobs[i].stopped is None and limits and made[i] >= limits[i] - 1:
+                        # all its budget's frames (N tokens, N - 1 frames): the token that reaches the budget gets
+                        # no frame, EOS or not (as in the official loop), so the row is cut, alone or batched alike
+                        jobs[i].stopped = f"no EOS within the budget of {limits[i] - 1} frames"
+                        jobs[i].stopped_by = "budget"
                     last = assemblers[i].flush()
                     if last is not None:
                         jobs[i].chunks.put(last)
@@ -159,6 +168,7 @@ class Batcher:
             options = dict(jobs[0].options, max_new_tokens=max(j.budget for j in jobs))
             frames = self.tts._frames([j.row for j in jobs], [j.seed for j in jobs], options,
                                       budgets=[j.budget for j in jobs], stop=stop)
+            limits = [min(j.budget, self.tts._options(options).max_new_tokens) for j in jobs]
             for j in jobs:
                 assemblers.append(ChunkAssembler(self.tts.decoder, j.first_chunk_frames, j.chunk_frames, started,
                                                  j.warm_codes))
@@ -173,6 +183,7 @@ class Batcher:
                     if job.cancelled.is_set() or finished[i]:
                         end(i)
                         continue
+                    made[i] += 1
                     chunk = assemblers[i].push(codes[i])
                     if chunk is None:
                         continue
@@ -180,6 +191,7 @@ class Batcher:
                     assemblers[i].resume()
                     if guards[i] is not None and guards[i].feed(chunk.codes):
                         job.stopped = f"runaway generation stopped: {guards[i].reason}"
+                        job.stopped_by = "runaway"
                         end(i)
                 if stop.all():
                     break

@@ -46,7 +46,7 @@ CONTEXT_STEP_FRAMES = 300  # frames per speech_decoder_context call (no convolut
 
 
 def check_mode(mode: str) -> str:
-    if mode not in DECODE_MODES:
+    if not isinstance(mode, str) or mode not in DECODE_MODES:
         raise InputError(f"decode_mode must be one of {DECODE_MODES}, got {mode!r}")
     return mode
 

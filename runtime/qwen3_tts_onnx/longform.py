@@ -1,10 +1,15 @@
 """Long text: split into sentences (then clauses) for all 10 languages, a token budget per piece, and a guard
 against runaway generation.
 
-Sentences end at . ! ? … and their full-width forms 。！？ (Chinese, Japanese), at ; ； and at line breaks; a
-Latin full stop only counts when a space or the end follows (3.14, e.g. "U.S." mid-word stay whole). Pieces
-longer than `max_chars` are cut at clause marks (, ， 、 : ： - —), then at spaces, then anywhere; short
-sentences are merged up to `max_chars`, so each piece is a natural unit the model reads with its own prosody.
+Sentences end at . ! ? … and their full-width forms 。！？ (Chinese, Japanese), and at line breaks; closing quotes and
+brackets after the mark stay with their sentence. A Latin mark ends a sentence only where a space or the end follows
+(so 3.14 stays whole), or, for ! and ?, Chinese or Japanese text; and a full stop or an ellipsis does not where a
+lowercase word follows ("e.g. this", "wait... what"), nor after a single letter ("U.S.", "J.", "z. B.") or a title
+("Dr.", "Mr."): a missed end only makes a longer piece, a wrong one a pause in mid-sentence. Pieces longer than
+`max_chars` are cut at clause marks (, ; : before a space, so 1,000 and 3:45 stay whole; – and - between spaces; — ，
+、 ； ： anywhere), then at spaces, then anywhere. Short neighbours are merged up to `max_chars` (a part that had to be
+cut starts a new piece), joined with a space where the text had one (so Chinese and Japanese join without one,
+Korean with one): each piece is a natural unit the model reads with its own prosody.
 """
 from __future__ import annotations
 
@@ -13,51 +18,74 @@ import re
 import numpy as np
 
 DEFAULT_MAX_CHARS = 220
-# A Latin sentence end needs whitespace (or the end) after it; CJK ends and line breaks always end a sentence.
-_SENTENCE = re.compile(r"(?<=[.!?…;])[\"'”’)\]]*\s+|(?<=[。！？；])[」』”’）]*|\n+")
-_CLAUSE = re.compile(r"(?<=[,，、:：;；—–])\s*|\s+-\s+")
+_CLOSERS = "\"'”’»›)）\\]］」』】〕〉》"
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # kana and ideographs: written without spaces
+# A Latin end: its marks, closing quotes (French » may follow a space), then a space or the end of the text. A CJK
+# end (or a half-width ! ? right before Chinese or Japanese text): its marks and closers, nothing needed after.
+_END = re.compile(rf"(?P<latin>[.!?…]+)(?:[{_CLOSERS}]|\s+[»›](?=\s|$))*(?=\s|$)"
+                  rf"|(?:[。！？．]+|[!?]+(?=[{_CJK}]))[{_CLOSERS}]*|\n\s*")
+_CLAUSE = re.compile(r"(?<=[,;:])(?=\s)|(?<=[，、；：—])|(?<=\s[-–])(?=\s)")
+_SPACE = re.compile(r"(?<=\S)(?=\s)")
+_OPENERS = "\"'“‘«‹(（[［「『【〔〈《¿¡"
+_TITLES = {"mr", "mrs", "ms", "dr", "prof", "sr", "sra", "srta", "hr", "nr", "mme", "mlle", "st", "vs"}
 
 
-def _cut(piece: str, max_chars: int, pattern: re.Pattern) -> list[str]:
-    parts = [p for p in pattern.split(piece) if p and p.strip()]
-    out, cur = [], ""
-    for p in parts:
-        if cur and len(cur) + len(p) + 1 > max_chars:
-            out.append(cur)
-            cur = ""
-        cur = f"{cur} {p}".strip() if cur and not _is_cjk(cur[-1]) else cur + p.strip()
-    if cur:
-        out.append(cur)
+def _is_end(text: str, m: re.Match) -> bool:
+    """Whether a Latin end mark really ends a sentence (see the module docstring)."""
+    marks = m.group("latin")
+    if marks.strip(".…"):
+        return True  # ! or ?
+    after = text[m.end():m.end() + 64].lstrip()
+    if after[:1].islower():
+        return False
+    if marks != ".":
+        return True
+    word = text[max(0, m.start() - 32):m.start()].rsplit(None, 1)[-1:] or [""]
+    word = word[0].lstrip(_OPENERS)
+    return not (re.fullmatch(r"(?:[^\W\d_]\.)*[^\W\d_]", word) or word.lower() in _TITLES)
+
+
+def _parts(text: str, start: int, end: int, cuts) -> list[tuple[int, int]]:
+    """text[start:end] cut at the positions `cuts` -> the (start, end) spans of its parts, stripped, none empty."""
+    out, at = [], start
+    for cut in [*cuts, end]:
+        s, e = at, cut
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            out.append((s, e))
+        at = cut
     return out
 
 
-def _is_cjk(ch: str) -> bool:
-    return "\u3000" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uff00" <= ch <= "\uffef"
+def _pieces(text: str, s: int, e: int, max_chars: int, level: int = 0) -> list[tuple[str, int]]:
+    """text[s:e] -> (piece, end in text) of at most max_chars characters: the parts at this level (0 sentences,
+    1 clauses, 2 words, 3 characters), each joining the piece before it while that fits; a part too long is cut at
+    the next level, and its first piece starts a new piece (no half clause is glued to the part before it)."""
+    if level == 3:
+        return [(text[i:min(i + max_chars, e)], min(i + max_chars, e)) for i in range(s, e, max_chars)]
+    cuts = ([m.end() for m in _END.finditer(text, s, e) if not m.group("latin") or _is_end(text, m)] if level == 0
+            else [m.end() for m in (_CLAUSE if level == 1 else _SPACE).finditer(text, s, e)])
+    out: list[tuple[str, int]] = []
+    for ps, pe in _parts(text, s, e, cuts):
+        if pe - ps > max_chars:
+            out += _pieces(text, ps, pe, max_chars, level + 1)
+            continue
+        if out:
+            joined = out[-1][0] + (" " if ps > out[-1][1] else "") + text[ps:pe]  # a space where the text has one
+            if len(joined) <= max_chars:
+                out[-1] = (joined, pe)
+                continue
+        out.append((text[ps:pe], pe))
+    return out
 
 
 def split_text(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
     """Text -> pieces of at most max_chars characters, in order, none empty; their concatenation keeps every
     non-space character of the text."""
-    pieces = []
-    for sentence in (s.strip() for s in _SENTENCE.split(text)):
-        if not sentence:
-            continue
-        if len(sentence) <= max_chars:
-            pieces.append(sentence)
-            continue
-        for clause in _cut(sentence, max_chars, _CLAUSE):
-            if len(clause) <= max_chars:
-                pieces.append(clause)
-                continue
-            for words in _cut(clause, max_chars, re.compile(r"\s+")):
-                pieces += [words[i:i + max_chars] for i in range(0, len(words), max_chars)]
-    merged: list[str] = []
-    for p in pieces:  # merge short neighbours into natural-length pieces
-        if merged and len(merged[-1]) + len(p) + 1 <= max_chars:
-            merged[-1] = merged[-1] + ("" if _is_cjk(p[0]) else " ") + p
-        else:
-            merged.append(p)
-    return merged
+    return [p for p, _ in _pieces(text, 0, len(text), max_chars)]
 
 
 def token_budget(num_text_tokens: int, cap: int) -> int:

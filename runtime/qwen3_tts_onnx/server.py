@@ -8,14 +8,14 @@
 
 Each request is split into sentences (longform.py), each sentence generated with a token budget scaled to its
 length, decoded from a fresh decoder state and streamed in order, joined sample-exactly. A sentence that runs away
-(longform.RunawayGuard) is cut there and the next one plays; the response reports it (X-Generation-Stopped when not
-streamed; /health counts runaway_stops; a warning is logged). Up to `max_active` requests generate at once,
-batched (batching.py): their sentences run as rows of shared frame loops, `max_batch` rows per loop; up to
-`max_queue` more requests wait, beyond that a 429 answers at once. A request submits its sentences progressively
-(the one being streamed and `lookahead` more), so a long text cannot fill the frame loops ahead of later requests.
-Each row has its own seed, budget and decoder state, so a response is what the same request gets alone with the
-same seed. A client that disconnects stops its rows once the chunk being generated is done (a non-streaming
-request notices between chunks).
+(longform.RunawayGuard) or spends its token budget without EOS is cut there and the next one plays; the response
+reports it (X-Generation-Stopped when not streamed; /health counts runaway_stops and budget_stops; a warning is
+logged). Up to `max_active` requests generate at once, batched (batching.py): their sentences run as rows of shared
+frame loops, `max_batch` rows per loop; up to `max_queue` more requests wait, beyond that a 429 answers at once. A
+request submits its sentences progressively (the one being streamed and `lookahead` more), so a long text cannot
+fill the frame loops ahead of later requests. Each row has its own seed, budget and decoder state, so a response is
+what the same request gets alone with the same seed. A client that disconnects stops its rows once the chunk being
+generated is done (a non-streaming request notices between chunks).
 """
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ class Synthesizer:
                  max_batch: int = 8, workers: int = 2, lookahead: int = LOOKAHEAD):
         self.tts, self.max_chars, self.lookahead = tts, max_chars, lookahead
         self.batcher = Batcher(tts, max_batch=max_batch, workers=workers)
-        self.runaway_stops = 0  # statistics: pieces cut by the runaway guard
+        self.runaway_stops = 0  # statistics: pieces cut by the runaway guard,
+        self.budget_stops = 0  # and pieces that spent their token budget without EOS
         self._stats = threading.Lock()
         self.voices: dict[str, VoicePrompt] = {}
         if voices_dir is not None:
@@ -102,8 +103,8 @@ class Synthesizer:
                options: dict, report: dict):
         """A generator of AudioChunk for the whole text, piece by piece (each piece seeded seed + index), in order.
         Pieces are submitted to the batcher progressively: the one being streamed and `lookahead` more generate
-        side by side. A piece the runaway guard stops is cut there (report["stopped"] says which and why) and the
-        next piece plays."""
+        side by side. A piece the runaway guard stops, or that ends its budget without EOS, is cut there
+        (report["stopped"] says which and why) and the next piece plays."""
         self.check_voice(voice)
         tts = self.tts
         pieces = split_text(text, self.max_chars)
@@ -139,7 +140,10 @@ class Synthesizer:
                     why = f"piece {i + 1} of {len(jobs)} cut after {frames} frames: {job.stopped}"
                     report["stopped"].append(why)
                     with self._stats:
-                        self.runaway_stops += 1
+                        if job.stopped_by == "budget":
+                            self.budget_stops += 1
+                        else:
+                            self.runaway_stops += 1
                     log.warning("%s (text %r)", why, pieces[i][:80])
         finally:
             for job in jobs:  # the client left: the pieces still running stop at the next frame
@@ -250,7 +254,7 @@ def create_app(tts, voices_dir=None, max_active: int = 8, max_queue: int = 16, m
         b = synth.batcher
         return {"status": "ok", "active": state["active"], "waiting": state["waiting"], "rows_active": b.rows_active,
                 "rows_waiting": b.rows_waiting, "batches_run": b.batches_run, "rows_run": b.rows_run,
-                "frames_run": b.frames_run, "runaway_stops": synth.runaway_stops}
+                "frames_run": b.frames_run, "runaway_stops": synth.runaway_stops, "budget_stops": synth.budget_stops}
 
     @app.get("/v1/models")
     async def models():

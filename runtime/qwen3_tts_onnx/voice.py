@@ -94,3 +94,54 @@ class VoicePrompt:
             raise InputError(f"this voice prompt was made with a {self.model_size} Base model (x-vector of "
                              f"{self.x_vector.shape[0]}), but the model is {model_size} (hidden size {hidden_size}); "
                              "create the prompt again with this model from the reference audio")
+
+
+OFFICIAL_DICT_KEYS = ("ref_code", "ref_spk_embedding", "x_vector_only_mode", "icl_mode")
+
+
+def _numpy(x, dtype, what: str) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor (bf16 included), without importing torch
+        x = x.detach().cpu()
+        x = (x.float() if x.is_floating_point() else x).numpy()
+    try:
+        return np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"voice_clone_prompt dict: {what} is not a numeric array ({e})") from None
+
+
+def prompts_from_dict(d: dict, model_size: str) -> list[VoicePrompt]:
+    """The official dict form of voice_clone_prompt (what the official `_prompt_items_to_voice_clone_prompt` builds:
+    lists `ref_code`, `ref_spk_embedding`, `x_vector_only_mode`, `icl_mode`, one entry per voice) -> VoicePrompts.
+    The official dict carries no transcript, so the official package fails on ICL entries; here an optional
+    `ref_text` list supplies it."""
+    missing = [k for k in OFFICIAL_DICT_KEYS if k not in d]
+    unknown = sorted(set(d) - set(OFFICIAL_DICT_KEYS) - {"ref_text"})
+    if missing or unknown:
+        raise InputError(f"voice_clone_prompt dict needs the keys {list(OFFICIAL_DICT_KEYS)} (+ optional ref_text), "
+                         f"one list entry per voice; missing {missing}, unknown {unknown}")
+    entries = {k: d.get(k) for k in (*OFFICIAL_DICT_KEYS, "ref_text")}
+    n = len(entries["ref_spk_embedding"]) if isinstance(entries["ref_spk_embedding"], (list, tuple)) else 0
+    for k in ("ref_code", "ref_text"):  # the official dict holds ref_code None when no entry is ICL
+        if entries[k] is None:
+            entries[k] = [None] * n
+    if n == 0 or any(not isinstance(v, (list, tuple)) or len(v) != n for v in entries.values()):
+        raise InputError("voice_clone_prompt dict: ref_code, ref_spk_embedding, x_vector_only_mode, icl_mode (and "
+                         "ref_text) must be lists of the same non-zero length, one entry per voice")
+    prompts = []
+    for i, (code, xvec, xonly, icl, rtext) in enumerate(zip(*entries.values())):
+        if not isinstance(xonly, (bool, np.bool_)) or not isinstance(icl, (bool, np.bool_)) or xonly == icl:
+            raise InputError(f"voice_clone_prompt dict entry {i}: x_vector_only_mode and icl_mode must be booleans, "
+                             f"exactly one of them True; got {xonly!r} and {icl!r}")
+        if xonly and code is not None:
+            raise InputError(f"voice_clone_prompt dict entry {i}: an x-vector-only entry must have ref_code None "
+                             "(the official package would still put its codes in front of the decode)")
+        if icl and (code is None or not rtext):
+            raise InputError(f"voice_clone_prompt dict entry {i} is ICL: it needs its ref_code and its transcript in "
+                             "a ref_text list (the official dict has no transcript, and the official package fails "
+                             "on it); or pass the items of create_voice_clone_prompt")
+        codes = None if code is None else _numpy(code, np.int64, f"ref_code[{i}]")
+        prompt = VoicePrompt(_numpy(xvec, np.float32, f"ref_spk_embedding[{i}]"), codes, rtext if icl else None,
+                             bool(xonly), model_size)
+        prompt.validate()
+        prompts.append(prompt)
+    return prompts
