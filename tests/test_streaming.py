@@ -159,26 +159,23 @@ def _recorded(m):
     return tts, log
 
 
+def _track(monkeypatch, module, name: str, into) -> None:
+    """Replace module.name (a class) by a subclass whose instances are added to `into` (a list or a WeakSet)."""
+    real = getattr(module, name)
+
+    class Tracked(real):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            into.append(self) if isinstance(into, list) else into.add(self)
+
+    monkeypatch.setattr(module, name, Tracked)
+
+
 def test_first_chunk_before_next_frames_and_close_stops(models, monkeypatch):
     tts, log = _recorded(models("cv_wide"))
-    caches = weakref.WeakSet()
-    real_cache = generate.KVCache
-
-    class TrackedCache(real_cache):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            caches.add(self)
-
-    monkeypatch.setattr(generate, "KVCache", TrackedCache)
-    assemblers = []
-    real_assembler = stream_module.ChunkAssembler
-
-    class TrackedAssembler(real_assembler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            assemblers.append(self)
-
-    monkeypatch.setattr(stream_module, "ChunkAssembler", TrackedAssembler)
+    caches, assemblers = weakref.WeakSet(), []
+    _track(monkeypatch, generate, "KVCache", caches)
+    _track(monkeypatch, stream_module, "ChunkAssembler", assemblers)
     stream = tts.stream_custom_voice(TEXT, speaker="ryan", language="english", first_chunk_frames=2, chunk_frames=5,
                                      max_new_tokens=40, **GREEDY)
     assert log.count("talker") == 0 and log.count("code_predictor") == 0  # only the prompt embedding so far
