@@ -73,6 +73,11 @@ def _option_value(name: str, v):
     raise InputError(f"{name} must be {'an integer' if kind is int else 'a finite number'}, got {v!r}")
 
 
+def _unset(x) -> bool:
+    """None or "": an optional text argument (speaker, instruct) left out, as the official API takes both."""
+    return x is None or isinstance(x, str) and x == ""
+
+
 def _broadcast(name: str, values: list, n: int) -> list:
     if len(values) == 1 and n > 1:
         return values * n
@@ -186,7 +191,7 @@ class Qwen3TTS:
         return lang.lower()
 
     def _speaker(self, speaker) -> str | None:
-        if speaker is None or isinstance(speaker, str) and speaker == "":
+        if _unset(speaker):
             return None
         if not isinstance(speaker, str) or speaker.lower() not in self.get_supported_speakers():
             raise InputError(f"unsupported speaker {speaker!r}; supported: {self.get_supported_speakers()}")
@@ -204,7 +209,7 @@ class Qwen3TTS:
         o = GenerationOptions(**merged)
         if o.max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be at least 1, got {o.max_new_tokens}")
-        o.max_new_tokens = min(int(o.max_new_tokens), self.cfg["max_position_embeddings"] - MAX_TEXT_TOKENS - 64)
+        o.max_new_tokens = min(o.max_new_tokens, self.cfg["max_position_embeddings"] - MAX_TEXT_TOKENS - 64)
         for prefix, sampling, temperature, top_p in (
                 ("", o.do_sample, o.temperature, o.top_p),
                 ("subtalker_", o.subtalker_dosample, o.subtalker_temperature, o.subtalker_top_p)):
@@ -224,7 +229,7 @@ class Qwen3TTS:
         return ids
 
     def _instruct_ids(self, instruct) -> list | None:
-        if instruct is None or isinstance(instruct, str) and instruct == "":
+        if _unset(instruct):
             return None
         ids = self.tokenizer.encode(instruct_text(self.tokenizer.check_text(instruct, "instruct")))
         if len(ids) > MAX_TEXT_TOKENS:
@@ -316,7 +321,7 @@ class Qwen3TTS:
         languages = [self._language(x) for x in _broadcast("language", _as_list(language), n)]
         speakers = [self._speaker(x) for x in _broadcast("speaker", _as_list(speaker), n)]
         instructs = _broadcast("instruct", _as_list(instruct), n)
-        if self.model_size == "0b6" and any(not (i is None or isinstance(i, str) and i == "") for i in instructs):
+        if self.model_size == "0b6" and any(not _unset(i) for i in instructs):
             raise InputError("the 0.6B CustomVoice model has no instruct control (the official package silently "
                              "drops it); leave instruct empty or use a 1.7B CustomVoice model")
         return [build_rows(self.cfg, self._text_ids(t), lang, spk, self._instruct_ids(ins), non_streaming_mode)

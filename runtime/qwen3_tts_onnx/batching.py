@@ -140,7 +140,6 @@ class Batcher:
         stop = np.zeros(n, dtype=bool)
         assemblers: list = []
         frames = None
-        made = np.zeros(n, dtype=np.int64)  # frames each row got
         limits: list = []  # each row's budget in tokens, as the frame loop applies it
 
         def end(i: int, error: BaseException | None = None) -> None:
@@ -149,7 +148,8 @@ class Batcher:
                 self.rows_active -= 1
             try:
                 if error is None and not jobs[i].cancelled.is_set():
-                    if jobs[i].stopped is None and limits and made[i] >= limits[i] - 1:
+                    made = assemblers[i].done + len(assemblers[i].pending)  # frames the row got
+                    if jobs[i].stopped is None and limits and made >= limits[i] - 1:
                         # all its budget's frames (N tokens, N - 1 frames): the token that reaches the budget gets
                         # no frame, EOS or not (as in the official loop), so the row is cut, alone or batched alike
                         jobs[i].stopped = f"no EOS within the budget of {limits[i] - 1} frames"
@@ -168,7 +168,8 @@ class Batcher:
             options = dict(jobs[0].options, max_new_tokens=max(j.budget for j in jobs))
             frames = self.tts._frames([j.row for j in jobs], [j.seed for j in jobs], options,
                                       budgets=[j.budget for j in jobs], stop=stop)
-            limits = [min(j.budget, self.tts._options(options).max_new_tokens) for j in jobs]
+            cap = self.tts._options(options).max_new_tokens
+            limits = [min(j.budget, cap) for j in jobs]
             for j in jobs:
                 assemblers.append(ChunkAssembler(self.tts.decoder, j.first_chunk_frames, j.chunk_frames, started,
                                                  j.warm_codes))
@@ -183,7 +184,6 @@ class Batcher:
                     if job.cancelled.is_set() or finished[i]:
                         end(i)
                         continue
-                    made[i] += 1
                     chunk = assemblers[i].push(codes[i])
                     if chunk is None:
                         continue
